@@ -1,0 +1,77 @@
+"""AblationKit: plan, judge and benchmark ablation studies for machine-learning papers.
+
+The public API is imported lazily so that ``import ablationkit`` (and the CLI) start fast;
+``from ablationkit import Plan, parse_trajectory`` works as usual.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Ablation": "ablationkit.schema",
+    "Action": "ablationkit.schema",
+    "Plan": "ablationkit.schema",
+    "Usage": "ablationkit.schema",
+    "Timings": "ablationkit.schema",
+    "AblationKitError": "ablationkit.errors",
+    "FormatError": "ablationkit.errors",
+    "TrajectoryFormatError": "ablationkit.errors",
+    "render_trajectory": "ablationkit.trajectory",
+    "parse_trajectory": "ablationkit.trajectory",
+    "repair_mojibake": "ablationkit.text_repair",
+    "load_plan": "ablationkit.plan_io",
+    "parse_plan_text": "ablationkit.plan_io",
+    "dump_plan": "ablationkit.plan_io",
+    "detect_format": "ablationkit.plan_io",
+    "convert_files": "ablationkit.plan_io",
+}
+
+__all__ = [
+    "Ablation",
+    "AblationKitError",
+    "Action",
+    "FormatError",
+    "Plan",
+    "Timings",
+    "TrajectoryFormatError",
+    "Usage",
+    "__version__",
+    "convert_files",
+    "detect_format",
+    "dump_plan",
+    "load_plan",
+    "parse_plan_text",
+    "parse_trajectory",
+    "render_trajectory",
+    "repair_mojibake",
+]
+
+if TYPE_CHECKING:
+    from ablationkit.errors import AblationKitError, FormatError, TrajectoryFormatError
+    from ablationkit.plan_io import (
+        convert_files,
+        detect_format,
+        dump_plan,
+        load_plan,
+        parse_plan_text,
+    )
+    from ablationkit.schema import Ablation, Action, Plan, Timings, Usage
+    from ablationkit.text_repair import repair_mojibake
+    from ablationkit.trajectory import parse_trajectory, render_trajectory
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ablationkit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

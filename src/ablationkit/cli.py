@@ -1,0 +1,132 @@
+"""The ``ablationkit`` command line: a thin typer layer over the library API.
+
+Every command calls a plain Python function (importable from ``ablationkit``) and turns its
+``AblationKitError`` into one line on stderr and a non-zero exit code; ``--debug`` shows the
+traceback instead. Heavy modules are imported inside the commands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from ablationkit import __version__
+from ablationkit.errors import AblationKitError
+
+app = typer.Typer(
+    name="ablationkit",
+    help="Plan, judge and benchmark ablation studies for machine-learning papers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+class OutputFormatChoice(StrEnum):
+    json = "json"
+    md = "md"
+
+
+class ModeChoice(StrEnum):
+    author = "author"
+    reviewer = "reviewer"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _write_stdout(text: str) -> None:
+    # Bytes, not print(): the console encoding must not alter a trajectory's exact bytes.
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"ablationkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Plan, judge and benchmark ablation studies for machine-learning papers."""
+    _state["debug"] = debug
+
+
+@app.command()
+def convert(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Trajectory markdown, plan JSON, JSON list or JSONL of ablations (any name)."
+    ),
+    to: OutputFormatChoice = typer.Option(..., "--to", help="Output format."),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", "-o", help="Write DIR/<input stem>.<json|md> for each input."
+    ),
+    mode: ModeChoice | None = typer.Option(
+        None, "--mode", help="Mode for inputs that do not say (lists, JSONL)."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Model id for inputs that do not say."),
+    planner: str | None = typer.Option(None, "--planner", help="Planner name for lists/JSONL."),
+    paper_id: str | None = typer.Option(
+        None, "--paper-id", help="Paper id (single input; default: the file stem)."
+    ),
+) -> None:
+    """Convert plans between trajectory markdown and JSON; the input format is detected."""
+    from ablationkit.plan_io import convert_files
+
+    if out_dir is None and len(inputs) > 1:
+        raise _fail(
+            "several inputs need --out-dir DIR (one input without it prints to stdout)", code=2
+        )
+    if paper_id is not None and len(inputs) > 1:
+        raise _fail("--paper-id applies to a single input", code=2)
+    try:
+        results = convert_files(
+            inputs,
+            to.value,  # type: ignore[arg-type]
+            out_dir,
+            mode=mode.value if mode else None,  # type: ignore[arg-type]
+            model=model,
+            planner=planner,
+            paper_id=paper_id,
+        )
+    except AblationKitError as exc:
+        if _state["debug"]:
+            raise
+        raise _fail(exc.one_line(), exc.exit_code) from None
+    failures = [r for r in results if not r.ok]
+    for result in results:
+        if result.text is not None:
+            _write_stdout(result.text)
+        elif result.ok:
+            typer.echo(f"{result.source} -> {result.output}", err=True)
+        else:
+            typer.echo(f"error: {result.error}", err=True)
+    if failures:
+        if len(results) > 1:
+            typer.echo(f"{len(failures)} of {len(results)} inputs failed:", err=True)
+            for result in failures:
+                typer.echo(f"  {result.error}", err=True)
+        raise typer.Exit(1)
+
+
+def run() -> None:
+    """Entry point that keeps tracebacks out of sight unless --debug is given."""
+    try:
+        app()
+    except AblationKitError as exc:  # pragma: no cover - commands handle their own
+        typer.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)

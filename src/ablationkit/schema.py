@@ -1,0 +1,180 @@
+"""The data model every stage shares: an ``Ablation`` and a ``Plan`` of them.
+
+Field names follow AblationBench's JSONL (``name``, ``ablated_part``, ``action``,
+``replacement``, ``metrics``) so its files load as they are and ours load in its tools.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+Mode = Literal["author", "reviewer"]
+MODES: tuple[Mode, ...] = ("author", "reviewer")
+
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n|\u2028|\u2029|\x85|\x0b|\x0c|\x1c|\x1d|\x1e")
+
+
+def one_line(text: str) -> str:
+    """Fold line breaks into spaces.
+
+    Names, parts, metrics and replacement values are one-line fields in the trajectory
+    markdown; a model that puts a newline inside one must not be able to break the layout.
+    Other whitespace is kept as is so that parsing and rendering stay byte-exact.
+    """
+    return _LINE_BREAKS.sub(" ", text)
+
+
+class Action(StrEnum):
+    REMOVE = "REMOVE"
+    REPLACE = "REPLACE"
+    ADD = "ADD"
+
+
+def _one_line_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return one_line(value)
+    if isinstance(value, list):
+        return [_one_line_value(v) for v in value]
+    if isinstance(value, dict):
+        return {one_line(str(k)): _one_line_value(v) for k, v in value.items()}
+    return value
+
+
+class Ablation(BaseModel):
+    """One planned (or ground-truth) ablation.
+
+    ``replacement`` is a list of alternatives or values, a mapping (e.g. hyper-parameter to
+    values), or ``None`` for a plain removal. Unknown keys from other tools (AblationBench's
+    ground truth carries ``evidence``) are kept, so converting a file loses nothing.
+    """
+
+    model_config = ConfigDict(extra="allow", use_enum_values=False)
+
+    name: str
+    ablated_part: str
+    action: Action
+    replacement: list[Any] | dict[str, Any] | None = None
+    metrics: list[str] = Field(default_factory=list)
+
+    @field_validator("name", "ablated_part", mode="before")
+    @classmethod
+    def _text_field(cls, value: Any) -> Any:
+        return one_line(value) if isinstance(value, str) else value
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().upper()
+        return value
+
+    @field_validator("replacement", mode="before")
+    @classmethod
+    def _replacement(cls, value: Any) -> Any:
+        if isinstance(value, (list, dict)):
+            return _one_line_value(value)
+        return value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [one_line(m) if isinstance(m, str) else m for m in value]
+        return value
+
+
+class Usage(BaseModel):
+    """Tokens and money spent on one plan; ``cost_usd`` is None when the price is unknown."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class Timings(BaseModel):
+    """Wall-clock seconds per stage, so slow papers can be explained, not only noticed."""
+
+    load_s: float | None = None
+    prompt_s: float | None = None
+    generation_s: float | None = None
+    total_s: float | None = None
+
+
+class TrajectoryLayout(BaseModel):
+    """Byte-level details of a parsed trajectory file that the plan itself does not carry.
+
+    Kept on the parsed ``Plan`` (never in its JSON) so that rendering a parsed file gives
+    back the same bytes, even for files with Windows line endings or a final newline.
+    """
+
+    newline: str = "\n"
+    final_newline: bool = False
+    bom: bool = False
+    repaired_encoding: str | None = None
+    # Blank lines before each ablation and before the closing </div>; a few corpus files
+    # omit the last one. Used only while the number of ablations still matches.
+    plan_gaps: list[int] | None = None
+
+
+class Plan(BaseModel):
+    """A reasoning trace plus a ranked list of ablations for one paper."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    planner: str = "lm-planner"
+    model: str
+    paper_id: str
+    mode: Mode
+    reasoning: str = ""
+    ablations: list[Ablation] = Field(default_factory=list)
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+    _layout: TrajectoryLayout = PrivateAttr(default_factory=TrajectoryLayout)
+
+    @field_validator("planner", "paper_id")
+    @classmethod
+    def _no_slash(cls, value: str) -> str:
+        # The trajectory header is "<planner>/<model>/<paper_id>": the model may contain
+        # slashes (openai/gpt-4o), so the two ends may not.
+        if "/" in value or _LINE_BREAKS.search(value):
+            raise ValueError("must not contain '/' or line breaks")
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if _LINE_BREAKS.search(value) or not value:
+            raise ValueError("must be a non-empty single line")
+        return value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def layout(self) -> TrajectoryLayout:
+        return self._layout
+
+    def __eq__(self, other: object) -> bool:
+        # Two plans are equal when their content is; how a file was laid out is not content.
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """Plan JSON with exactly the documented top-level keys (usage/timings may be null)."""
+        return self.model_dump_json(indent=indent)

@@ -8,8 +8,11 @@ traceback instead. Heavy modules are imported inside the commands so ``--help`` 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -121,6 +124,82 @@ def convert(
             for result in failures:
                 typer.echo(f"  {result.error}", err=True)
         raise typer.Exit(1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """AblationKitError -> one line on stderr and its exit code (a traceback with --debug)."""
+    try:
+        yield
+    except AblationKitError as exc:
+        if _state["debug"]:
+            raise
+        raise _fail(exc.one_line(), exc.exit_code) from None
+
+
+@app.command()
+def paper(
+    path: Path = typer.Argument(..., help="LaTeX project (directory or main .tex), PDF, "
+                                          "markdown or text file."),
+    view: ModeChoice | None = typer.Option(
+        None, "--view", help="Print the markdown the planner receives in this mode."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print title, abstract and outline "
+                                                       "as JSON."),
+    method_section: list[str] | None = typer.Option(
+        None, "--method-section", help="Method section by number or title (repeatable)."
+    ),
+    ablation_section: list[str] | None = typer.Option(
+        None, "--ablation-section", help="Ablation section by number or title (repeatable)."
+    ),
+    no_appendix: bool = typer.Option(False, "--no-appendix",
+                                     help="Leave the appendix out of the reviewer view."),
+    allow_missing: bool = typer.Option(False, "--allow-missing-inputs",
+                                       help="Skip missing \\input files instead of failing."),
+) -> None:
+    """Show how a paper is read: its outline with section roles, or a planner's view of it."""
+    import json
+
+    from ablationkit.papers import load_paper
+    from ablationkit.papers import view as paper_view
+
+    with _user_errors():
+        loaded = load_paper(path, method_section=method_section or None,
+                            ablation_section=ablation_section or None,
+                            strict=not allow_missing)
+    for warning in loaded.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if as_json:
+        _write_stdout(json.dumps(loaded.to_json_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    if view is not None:
+        shown = paper_view(loaded, view.value, include_appendix=not no_appendix)
+        _write_stdout(shown.to_markdown())
+        return
+    _print_outline(loaded)
+
+
+def _print_outline(loaded: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    styles = {"method": "bold green", "ablation": "bold magenta", "experiments": "cyan",
+              "related_work": "blue", "conclusion": "yellow", "appendix": "dim", "other": ""}
+    table = Table(title=Text(loaded.title or str(loaded.source)), title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("Section")
+    table.add_column("Role", no_wrap=True)
+    table.add_column("Words", justify="right")
+    for section in loaded.walk():
+        indent = "  " * (section.level - 1)
+        # Text objects, not markup: a heading like "[Draft] Method" must print as it is.
+        table.add_row(section.number or "", Text(f"{indent}{section.title}"),
+                      Text(section.role, style=styles[section.role]), str(section.words))
+    console = Console()
+    console.print(table)
+    console.print(f"{loaded.format}: {len(loaded.abstract.split())} words of abstract, "
+                  f"{loaded.words} words in all")
 
 
 def run() -> None:

@@ -1,0 +1,95 @@
+"""``load_paper``: any paper file (or LaTeX directory) in, a ``Paper`` with roles out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ablationkit.errors import FormatError
+from ablationkit.papers.model import Paper
+
+MAX_TEXT_BYTES = 20 * 1024 * 1024
+_TEXT_SUFFIXES = {".md", ".markdown", ".mmd", ".txt", ".text", ""}
+
+
+def _sniff(path: Path) -> str:
+    """The loader for a file, by its first bytes first and its extension second."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if head.lstrip().startswith(b"%PDF-"):
+        return "pdf"
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        return "pdf"  # not a PDF inside: the PDF loader says so precisely
+    if suffix in {".tex", ".ltx", ".latex"}:
+        return "latex"
+    if suffix in {".md", ".markdown", ".mmd"}:
+        return "markdown"
+    text = head.decode("utf-8", errors="ignore")
+    if "\\documentclass" in text or "\\begin{document}" in text or "\\section{" in text:
+        return "latex"
+    if any(line.startswith("#") for line in text.splitlines()):
+        return "markdown"
+    return "text"
+
+
+def _read_text(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise FormatError(f"{size} bytes, over the {MAX_TEXT_BYTES} byte limit", where=path)
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise FormatError("binary data, not a text paper", where=path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start})", where=path) from None
+    if not text.strip():
+        raise FormatError("empty file (only whitespace)", where=path)
+    return text
+
+
+def load_paper(
+    path: str | Path,
+    *,
+    method_section: Sequence[str] | str | None = None,
+    ablation_section: Sequence[str] | str | None = None,
+    strict: bool = True,
+) -> Paper:
+    """Load a paper from a LaTeX project (directory or main ``.tex``), PDF, markdown or text.
+
+    Section roles are assigned; ``method_section`` / ``ablation_section`` name sections by
+    number or title to override the guess. ``strict=False`` lets a LaTeX project with missing
+    ``\\input`` files load (with warnings).
+    """
+    from ablationkit.papers.roles import assign_roles
+
+    path = Path(path)
+    if not path.exists():
+        raise FormatError("no such file or directory", where=path)
+    if path.is_dir():
+        from ablationkit.papers.latex import load_latex
+
+        paper = load_latex(path, strict=strict)
+    else:
+        if path.stat().st_size == 0:
+            raise FormatError("empty file", where=path)
+        kind = _sniff(path)
+        if kind == "pdf":
+            from ablationkit.papers.pdf import load_pdf
+
+            paper = load_pdf(path)
+        elif kind == "latex":
+            from ablationkit.papers.latex import load_latex
+
+            paper = load_latex(path, strict=strict)
+        else:
+            from ablationkit.papers.markdown import load_markdown, load_text
+
+            text = _read_text(path)
+            loader = load_markdown if kind == "markdown" else load_text
+            paper = loader(text, source=str(path))
+    if not any(s.text.strip() for s in paper.walk()) and not paper.abstract:
+        raise FormatError("no text found in the paper", where=path)
+    return assign_roles(paper, method=method_section, ablation=ablation_section)

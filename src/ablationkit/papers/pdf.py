@@ -1,0 +1,295 @@
+"""PDF papers through PyMuPDF (the optional ``pdf`` extra).
+
+Headings come from the PDF's outline when it has one (LaTeX with hyperref writes one: exact
+titles and levels), located in the text to split it; unnumbered headings the outline leaves
+out (Acknowledgment, References) are recognised by name. Without an outline, headings are
+guessed from numbered lines. Running headers, footers and page numbers are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablationkit.errors import FormatError
+from ablationkit.papers.model import Paper
+from ablationkit.papers.plaintext import (
+    Heading,
+    Item,
+    Paragraph,
+    assemble,
+    guess_heading,
+    split_number,
+)
+from ablationkit.papers.roles import normalise_heading
+
+MAX_PDF_BYTES = 200 * 1024 * 1024
+MAX_PDF_PAGES = 500
+_LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+              "\ufb05": "st", "\ufb06": "st", "\u00ad": ""}
+_SPACING_ACCENTS = {"´": "\u0301", "`": "\u0300", "¨": "\u0308", "ˆ": "\u0302", "˜": "\u0303",
+                    "¸": "\u0327", "ˇ": "\u030c"}
+_UNNUMBERED_HEADINGS = re.compile(
+    r"^(abstract|acknowledge?ments?|references|bibliography|appendix|appendices|"
+    r"supplementary material)$", re.I)
+
+
+class PdfError(FormatError):
+    """A PDF we cannot read: corrupt, encrypted, scanned without text."""
+
+
+def _pymupdf() -> Any:
+    try:
+        import pymupdf
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise PdfError("reading PDFs needs PyMuPDF: pip install 'ablationkit[pdf]'") from None
+    return pymupdf
+
+
+@dataclass
+class _Block:
+    page: int
+    y0: float
+    y1: float
+    page_height: float
+    text: str
+
+
+def clean_pdf_text(text: str) -> str:
+    for bad, good in _LIGATURES.items():
+        text = text.replace(bad, good)
+    # "advan-\ntage" -> "advantage"; keep the hyphen before a capital ("Auto-\nML").
+    text = re.sub(r"(\w)-\n(?=[a-z])", r"\1", text)
+    text = re.sub(r"\s*\n\s*", " ", text)
+    # "Ara´ujo" -> "Araújo": a spacing accent before its letter becomes a combining one.
+    text = re.sub(r"([´`¨ˆ˜¸ˇ])\s?([A-Za-z])",
+                  lambda m: m.group(2) + _SPACING_ACCENTS[m.group(1)], text)
+    return unicodedata.normalize("NFC", " ".join(text.split()))
+
+
+def _open(path: Path) -> Any:
+    pymupdf = _pymupdf()
+    size = path.stat().st_size
+    if size == 0:
+        raise PdfError("empty file", where=path)
+    if size > MAX_PDF_BYTES:
+        raise PdfError(f"{size} bytes, over the {MAX_PDF_BYTES} byte limit", where=path)
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except Exception as exc:  # PyMuPDF raises several types for broken files
+        raise PdfError(f"corrupt or unreadable PDF ({exc})", where=path) from None
+    if doc.needs_pass or doc.is_encrypted:
+        raise PdfError("encrypted PDF: it needs a password to open", where=path)
+    if doc.page_count == 0:
+        raise PdfError("PDF has no pages", where=path)
+    if doc.page_count > MAX_PDF_PAGES:
+        raise PdfError(f"{doc.page_count} pages, over the {MAX_PDF_PAGES} page limit",
+                       where=path)
+    return doc
+
+
+def _blocks(doc: Any, path: Path) -> list[_Block]:
+    blocks: list[_Block] = []
+    try:
+        for page in doc:
+            height = page.rect.height or 1.0
+            for _x0, y0, _x1, y1, text, _no, kind in page.get_text("blocks", sort=False):
+                if kind == 0 and text.strip():
+                    blocks.append(_Block(page.number, y0, y1, height, text))
+    except Exception as exc:
+        raise PdfError(f"corrupt PDF: text extraction failed ({exc})", where=path) from None
+    return _drop_running_lines(blocks, doc.page_count)
+
+
+def _drop_running_lines(blocks: list[_Block], pages: int) -> list[_Block]:
+    """Page numbers, and headers/footers that repeat at a page edge on many pages."""
+
+    def key(block: _Block) -> str:
+        return re.sub(r"\d+", "#", " ".join(block.text.split()).lower())
+
+    def at_edge(block: _Block) -> bool:
+        return block.y1 < 0.09 * block.page_height or block.y0 > 0.91 * block.page_height
+
+    repeats = Counter(key(b) for b in blocks if at_edge(b))
+    threshold = max(3, pages // 2)
+    kept = []
+    for block in blocks:
+        text = block.text.strip()
+        if at_edge(block) and (re.fullmatch(r"[\d\s\-–—/|ivxlc.]*", text.lower())
+                               or repeats[key(block)] >= threshold):
+            continue
+        kept.append(block)
+    return kept
+
+
+def _document_title(doc: Any) -> str | None:
+    meta = (doc.metadata or {}).get("title", "") or ""
+    meta = " ".join(meta.split())
+    if len(meta.split()) >= 3 and not re.search(r"\.(pdf|tex|dvi|docx?)$|^untitled", meta, re.I):
+        return meta
+    # Otherwise the largest text on the first page.
+    spans = []
+    for block in doc[0].get_text("dict").get("blocks", []):
+        for line in block.get("lines", []):
+            text = "".join(s["text"] for s in line["spans"]).strip()
+            if text:
+                spans.append((max(s["size"] for s in line["spans"]), line["bbox"][1], text))
+    if not spans:
+        return None
+    top = max(size for size, _, _ in spans)
+    lines = [text for size, _, text in sorted(spans, key=lambda s: s[1]) if size >= top - 0.5]
+    title = clean_pdf_text("\n".join(lines))
+    return title or None
+
+
+def _toc(doc: Any, title: str | None) -> list[tuple[int, str, int]]:
+    toc = [(lvl, " ".join(t.split()), page) for lvl, t, page, *_ in doc.get_toc(simple=True)]
+    toc = [entry for entry in toc if entry[1]]
+    top_level = [entry for entry in toc if entry[0] == 1]
+    if len(top_level) == 1 and len(toc) > 1 and title and \
+            normalise_heading(top_level[0][1]) == normalise_heading(title):
+        toc = [(lvl - 1, t, p) for lvl, t, p in toc if (lvl, t, p) != top_level[0]]
+    return toc
+
+
+def _heading_cut(text: str, wanted: str) -> int | None:
+    """Where in ``text`` the heading ``wanted`` (normalised) ends, if ``text`` starts with it."""
+    norm_wanted = normalise_heading(wanted).replace(" ", "")
+    if not norm_wanted:
+        return None
+    consumed = ""
+    for index, ch in enumerate(text):
+        consumed += normalise_heading(ch).replace(" ", "")
+        if len(consumed) >= len(norm_wanted):
+            return index + 1 if consumed == norm_wanted else None
+        if not norm_wanted.startswith(consumed):
+            return None
+    return None
+
+
+def _match_heading(block_text: str, title: str) -> tuple[str | None, int] | None:
+    """If the block opens with the heading, its number (if printed) and where the heading
+    ends. The heading must end its line (or be a run-in heading ending in a period): a
+    paragraph that merely starts with the same words is not it."""
+    text = block_text.strip()
+    number, toc_title, _ = split_number(title)
+    printed_number, after_number, _ = split_number(text.split("\n", 1)[0])
+    offset = text.find(after_number) if printed_number else 0
+    for start in {offset, 0}:
+        candidate = text[start:]
+        cut = _heading_cut(candidate, toc_title) or _heading_cut(candidate, title)
+        if cut is None:
+            continue
+        rest = candidate[cut:].lstrip(" \t")
+        if rest[:1] in ("", "\n", ".", ":", "—", "–"):
+            return number or (printed_number if start else None), start + cut
+    return None
+
+
+def _items_from_toc(blocks: list[_Block], toc: list[tuple[int, str, int]],
+                    warnings: list[str]) -> list[Item]:
+    starts: dict[int, tuple[Heading, int, int]] = {}  # block index -> heading, cut, blocks used
+    position = 0
+    for level, title, page_number in toc:
+        page = page_number - 1  # outline pages count from 1, PyMuPDF's from 0
+        found = None
+        for index in range(position, len(blocks)):
+            block = blocks[index]
+            if block.page < page - 1:
+                continue
+            if block.page > page + 1:
+                break
+            joined = block.text
+            for extra in range(3):  # a heading may be split over consecutive blocks
+                if extra:
+                    if index + extra >= len(blocks):
+                        break
+                    joined = joined + "\n" + blocks[index + extra].text
+                match = _match_heading(joined, title)
+                if match is not None:
+                    found = (index, match, extra + 1)
+                    break
+            if found:
+                break
+        if found is None:
+            warnings.append(f'outline heading "{title}" (page {page}) not found in the text')
+            continue
+        index, (number, cut), used = found
+        heading_title = split_number(title)[1] if split_number(title)[0] else title
+        appendix_number = split_number(title)
+        heading = Heading(title=title if appendix_number[2] else heading_title,
+                          number=None if appendix_number[2] else number, level=level,
+                          explicit=True)
+        starts[index] = (heading, cut, used)
+        position = index + used
+    items: list[Item] = []
+    skip_until = -1
+    for index, block in enumerate(blocks):
+        if index < skip_until:
+            continue
+        if index in starts:
+            heading, cut, used = starts[index]
+            joined = "\n".join(b.text for b in blocks[index:index + used]).strip()
+            items.append(heading)
+            rest = clean_pdf_text(joined[cut:])
+            if rest.strip(" .:—-"):
+                items.append(Paragraph(rest.lstrip(" .:—-")))
+            skip_until = index + used
+            continue
+        text = clean_pdf_text(block.text)
+        if _UNNUMBERED_HEADINGS.match(text.rstrip(":")):
+            items.append(Heading(title=text.rstrip(":").title() if text.isupper() else text))
+        else:
+            items.append(Paragraph(text))
+    return items
+
+
+def _items_from_text(blocks: list[_Block]) -> list[Item]:
+    items: list[Item] = []
+    last_top: int | None = None
+    for block in blocks:
+        lines = [line for line in block.text.split("\n") if line.strip()]
+        if not lines:
+            continue
+        heading = guess_heading(clean_pdf_text(lines[0]))
+        if heading and heading.number and heading.number.isdigit():
+            top = int(heading.number)
+            if last_top is not None and top not in (last_top, last_top + 1):
+                heading = None
+            else:
+                last_top = top
+        if heading is not None:
+            items.append(heading)
+            rest = clean_pdf_text("\n".join(lines[1:]))
+            if rest:
+                items.append(Paragraph(rest))
+        else:
+            items.append(Paragraph(clean_pdf_text(block.text)))
+    return items
+
+
+def load_pdf(path: str | Path) -> Paper:
+    """Load a PDF paper into a ``Paper`` (text in reading order, headings, abstract)."""
+    path = Path(path)
+    doc = _open(path)
+    try:
+        blocks = _blocks(doc, path)
+        if not blocks:
+            raise PdfError("no extractable text (a scanned PDF? run OCR first)", where=path)
+        title = _document_title(doc)
+        warnings: list[str] = []
+        toc = _toc(doc, title)
+        items = _items_from_toc(blocks, toc, warnings) if toc else _items_from_text(blocks)
+        if not toc:
+            warnings.append("no PDF outline: headings were guessed from numbered lines")
+    finally:
+        doc.close()
+    # The title block is not a paragraph of the paper.
+    if title and items and isinstance(items[0], Paragraph) and \
+            normalise_heading(items[0].text) == normalise_heading(title):
+        items = items[1:]
+    return assemble(items, fmt="pdf", source=str(path), title=title, warnings=warnings)

@@ -139,23 +139,27 @@ def _user_errors() -> Iterator[None]:
 
 @app.command()
 def paper(
-    path: Path = typer.Argument(..., help="LaTeX project (directory or main .tex), PDF, "
-                                          "markdown or text file."),
+    path: Path = typer.Argument(
+        ..., help="LaTeX project (directory or main .tex), PDF, markdown or text file."
+    ),
     view: ModeChoice | None = typer.Option(
         None, "--view", help="Print the markdown the planner receives in this mode."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print title, abstract and outline "
-                                                       "as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print title, abstract and outline as JSON."
+    ),
     method_section: list[str] | None = typer.Option(
         None, "--method-section", help="Method section by number or title (repeatable)."
     ),
     ablation_section: list[str] | None = typer.Option(
         None, "--ablation-section", help="Ablation section by number or title (repeatable)."
     ),
-    no_appendix: bool = typer.Option(False, "--no-appendix",
-                                     help="Leave the appendix out of the reviewer view."),
-    allow_missing: bool = typer.Option(False, "--allow-missing-inputs",
-                                       help="Skip missing \\input files instead of failing."),
+    no_appendix: bool = typer.Option(
+        False, "--no-appendix", help="Leave the appendix out of the reviewer view."
+    ),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing-inputs", help="Skip missing \\input files instead of failing."
+    ),
 ) -> None:
     """Show how a paper is read: its outline with section roles, or a planner's view of it."""
     import json
@@ -164,9 +168,12 @@ def paper(
     from ablationkit.papers import view as paper_view
 
     with _user_errors():
-        loaded = load_paper(path, method_section=method_section or None,
-                            ablation_section=ablation_section or None,
-                            strict=not allow_missing)
+        loaded = load_paper(
+            path,
+            method_section=method_section or None,
+            ablation_section=ablation_section or None,
+            strict=not allow_missing,
+        )
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -184,8 +191,15 @@ def _print_outline(loaded: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    styles = {"method": "bold green", "ablation": "bold magenta", "experiments": "cyan",
-              "related_work": "blue", "conclusion": "yellow", "appendix": "dim", "other": ""}
+    styles = {
+        "method": "bold green",
+        "ablation": "bold magenta",
+        "experiments": "cyan",
+        "related_work": "blue",
+        "conclusion": "yellow",
+        "appendix": "dim",
+        "other": "",
+    }
     table = Table(title=Text(loaded.title or str(loaded.source)), title_justify="left")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("Section")
@@ -194,18 +208,26 @@ def _print_outline(loaded: Any) -> None:
     for section in loaded.walk():
         indent = "  " * (section.level - 1)
         # Text objects, not markup: a heading like "[Draft] Method" must print as it is.
-        table.add_row(section.number or "", Text(f"{indent}{section.title}"),
-                      Text(section.role, style=styles[section.role]), str(section.words))
+        table.add_row(
+            section.number or "",
+            Text(f"{indent}{section.title}"),
+            Text(section.role, style=styles[section.role]),
+            str(section.words),
+        )
     console = Console()
     console.print(table)
-    console.print(f"{loaded.format}: {len(loaded.abstract.split())} words of abstract, "
-                  f"{loaded.words} words in all")
+    console.print(
+        f"{loaded.format}: {len(loaded.abstract.split())} words of abstract, "
+        f"{loaded.words} words in all"
+    )
 
 
 def run() -> None:
     """Entry point that keeps tracebacks out of sight unless --debug is given."""
     try:
         app()
-    except AblationKitError as exc:  # pragma: no cover - commands handle their own
+    except AblationKitError as exc:
+        if _state["debug"]:
+            raise
         typer.echo(f"error: {exc.one_line()}", err=True)
         sys.exit(exc.exit_code)

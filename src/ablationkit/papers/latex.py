@@ -36,8 +36,10 @@ _INPUT = re.compile(
     r"\\(?P<cmd>input|include|subfile|import|subimport|inputfrom|subinputfrom|includefrom|"
     r"subincludefrom)\*?(?![A-Za-z@])"
 )
-_INPUTENC_8BIT = re.compile(r"\\usepackage\[[^\]]*(latin1|latin9|cp1252|ansinew)[^\]]*\]"
-                            r"\{inputenc\}")
+_INPUTENC_8BIT = re.compile(
+    r"\\usepackage\[[^\]]*(latin1|latin9|cp1252|ansinew)[^\]]*\]"
+    r"\{inputenc\}"
+)
 
 
 class LatexError(FormatError):
@@ -51,8 +53,9 @@ def read_tex_file(path: Path) -> str:
     """Decode one ``.tex`` file; 8-bit encodings only when the file declares them."""
     size = path.stat().st_size
     if size > MAX_TEX_FILE_BYTES:
-        raise LatexError(f"{size} bytes, over the {MAX_TEX_FILE_BYTES} byte limit for a .tex file",
-                         where=path)
+        raise LatexError(
+            f"{size} bytes, over the {MAX_TEX_FILE_BYTES} byte limit for a .tex file", where=path
+        )
     data = path.read_bytes()
     head = data[:8192]
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
@@ -148,8 +151,9 @@ class _Flattener:
             if target is None:
                 message = f"line {lineno}: \\{match.group('cmd')}{{{names[-1]}}}: file not found"
                 if self.strict:
-                    raise LatexError(message + " (load with strict=False to skip it)",
-                                     where=self._rel(path))
+                    raise LatexError(
+                        message + " (load with strict=False to skip it)", where=self._rel(path)
+                    )
                 self.warnings.append(f"{self._rel(path)}: {message}; skipped")
                 continue
             body = self.flatten(target, (*stack, resolved))
@@ -161,8 +165,12 @@ class _Flattener:
     def _parse_input(text: str, match: re.Match[str]) -> tuple[list[str], int] | None:
         cmd = match.group("cmd")
         i = skip_spaces(text, match.end(), newlines=False)
-        wanted = 2 if cmd in {"import", "subimport", "inputfrom", "subinputfrom", "includefrom",
-                              "subincludefrom"} else 1
+        wanted = (
+            2
+            if cmd
+            in {"import", "subimport", "inputfrom", "subinputfrom", "includefrom", "subincludefrom"}
+            else 1
+        )
         names: list[str] = []
         for _ in range(wanted):
             i = skip_spaces(text, i, newlines=False)
@@ -199,30 +207,85 @@ class _Flattener:
 
 # --------------------------------------------------------------------------- document parts
 
-_SECTION_COMMANDS = ("part", "chapter", "section", "subsection", "subsubsection", "paragraph",
-                     "subparagraph")
+_SECTION_COMMANDS = (
+    "part",
+    "chapter",
+    "section",
+    "subsection",
+    "subsubsection",
+    "paragraph",
+    "subparagraph",
+)
 _SECTIONING = re.compile(
     r"\\(?P<cmd>chapter|section|subsection|subsubsection|paragraph|subparagraph|appendix|"
     r"appendices|begin\{appendices\}|end\{appendices\})(?P<star>\*?)(?![A-Za-z@])"
 )
 _FLOATS = {
-    "figure": "Figure", "figure*": "Figure", "wrapfigure": "Figure", "SCfigure": "Figure",
-    "sidewaysfigure": "Figure", "subfigure": "Figure",
-    "table": "Table", "table*": "Table", "wraptable": "Table", "sidewaystable": "Table",
+    "figure": "Figure",
+    "figure*": "Figure",
+    "wrapfigure": "Figure",
+    "SCfigure": "Figure",
+    "sidewaysfigure": "Figure",
+    "subfigure": "Figure",
+    "table": "Table",
+    "table*": "Table",
+    "wraptable": "Table",
+    "sidewaystable": "Table",
     "longtable": "Table",
 }
-_DROPPED_ENVS = ("thebibliography", "tikzpicture", "pgfpicture", "picture", "tabular",
-                 "tabular*", "tabularx", "tabulary", "tblr", "axis")
-_FRONT_MATTER = ("author", "affiliation", "affil", "institution", "email", "address", "thanks",
-                 "date", "keywords", "IEEEauthorblockN", "IEEEauthorblockA", "icmlauthor",
-                 "icmlaffiliation", "icmlcorrespondingauthor", "icmlkeywords", "ccsdesc",
-                 "acmConference", "acmYear", "acmDOI", "setcopyright", "copyrightyear",
-                 "acmBooktitle", "acmPrice", "acmISBN", "IEEEpubid", "orcid", "footnotetext",
-                 "bibliography", "bibliographystyle", "nocite", "printbibliography",
-                 "addbibresource", "received", "editor")
+_DROPPED_ENVS = (
+    "thebibliography",
+    "tikzpicture",
+    "pgfpicture",
+    "picture",
+    "tabular",
+    "tabular*",
+    "tabularx",
+    "tabulary",
+    "tblr",
+    "axis",
+)
+_FRONT_MATTER = (
+    "author",
+    "affiliation",
+    "affil",
+    "institution",
+    "email",
+    "address",
+    "thanks",
+    "date",
+    "keywords",
+    "IEEEauthorblockN",
+    "IEEEauthorblockA",
+    "icmlauthor",
+    "icmlaffiliation",
+    "icmlcorrespondingauthor",
+    "icmlkeywords",
+    "ccsdesc",
+    "acmConference",
+    "acmYear",
+    "acmDOI",
+    "setcopyright",
+    "copyrightyear",
+    "acmBooktitle",
+    "acmPrice",
+    "acmISBN",
+    "IEEEpubid",
+    "orcid",
+    "footnotetext",
+    "bibliography",
+    "bibliographystyle",
+    "nocite",
+    "printbibliography",
+    "addbibresource",
+    "received",
+    "editor",
+)
 _LABEL = re.compile(r"\\label\s*\{([^{}]*)\}")
-_REF = re.compile(r"\\(?P<cmd>ref|eqref|cref|Cref|autoref|Autoref|pageref|nameref|vref|"
-                  r"cpageref)\*?\s*\{(?P<keys>[^{}]*)\}")
+_REF = re.compile(
+    r"\\(?P<cmd>ref|eqref|cref|Cref|autoref|Autoref|pageref|nameref|vref|"
+    r"cpageref)\*?\s*\{(?P<keys>[^{}]*)\}"
+)
 
 
 def _command_arg(text: str, name: str) -> str | None:
@@ -270,8 +333,10 @@ class _Floats:
         return self._captionof(text)
 
     def _placeholder(self, kind: str, body: str, *, nested: bool) -> str:
-        captions = [_caption_text(body, m.end()) for m in
-                    re.finditer(r"\\(?:sub)?caption(?![A-Za-z@])\*?", body)]
+        captions = [
+            _caption_text(body, m.end())
+            for m in re.finditer(r"\\(?:sub)?caption(?![A-Za-z@])\*?", body)
+        ]
         captions = [c for c in captions if c]
         inner = re.findall(r"\[(?:Figure|Table) \d+: [^\]]*\]", body)
         if nested and not captions:
@@ -372,7 +437,7 @@ def _number_sections(sections: list[_RawSection]) -> dict[str, int]:
     """LaTeX's numbering: arabic, letters in the appendix, none for starred or deep levels."""
     used = [c for c in _SECTION_COMMANDS if any(s.command == c for s in sections)]
     top = "chapter" if "chapter" in used else "section"
-    order = list(_SECTION_COMMANDS[_SECTION_COMMANDS.index(top):])
+    order = list(_SECTION_COMMANDS[_SECTION_COMMANDS.index(top) :])
     levels = {cmd: i + 1 for i, cmd in enumerate(order)}
     numbered_depth = 3  # LaTeX's default secnumdepth: three levels below the top are numbered
     counters = [0] * len(order)
@@ -471,13 +536,15 @@ def load_latex(path: str | Path, *, strict: bool = True) -> Paper:
         warnings.append("no \\section commands: the whole document is one section")
         flat.append(Section(title="Body", level=1, text=to_text(preamble)))
     for raw in raw_sections:
-        flat.append(Section(
-            number=raw.number,
-            title=" ".join(to_text(raw.title_tex).split()) or "(untitled)",
-            level=levels.get(raw.command, 1),
-            text=to_text(raw.body),
-            appendix=raw.appendix,
-        ))
+        flat.append(
+            Section(
+                number=raw.number,
+                title=" ".join(to_text(raw.title_tex).split()) or "(untitled)",
+                level=levels.get(raw.command, 1),
+                text=to_text(raw.body),
+                appendix=raw.appendix,
+            )
+        )
     return Paper(
         title=" ".join(latex_to_text(title_tex).split()),
         abstract=to_text(abstract_tex).strip(),
@@ -488,4 +555,14 @@ def load_latex(path: str | Path, *, strict: bool = True) -> Paper:
     )
 
 
-__all__ = ["LatexError", "find_main_tex", "load_latex"]
+def heading_text(project: str | Path, heading_tex: str) -> str:
+    """Plain text of a LaTeX heading written with the project's own macros, e.g. the
+    ``\\isklearn: a Fully-Functional AutoML System`` of a dataset's metadata."""
+    project = Path(project)
+    main = find_main_tex(project) if project.is_dir() else project
+    text = _Flattener(root=main.parent, strict=False).flatten(main)
+    _, macros = extract_macros(text)
+    return " ".join(latex_to_text(expand_macros(heading_tex, macros)).split())
+
+
+__all__ = ["LatexError", "find_main_tex", "heading_text", "load_latex"]

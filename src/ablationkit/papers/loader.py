@@ -43,8 +43,9 @@ def _read_text(path: Path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise FormatError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                          f"{exc.start})", where=path) from None
+        raise FormatError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", where=path
+        ) from None
     if not text.strip():
         raise FormatError("empty file (only whitespace)", where=path)
     return text

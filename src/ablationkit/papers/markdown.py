@@ -65,10 +65,16 @@ def markdown_items(text: str) -> list[Item]:
             continue
         raw.append(line)
     # Levels of unnumbered headings are relative to the '#' depth of numbered top-level ones.
-    depths = Counter(h[0] for h in raw if isinstance(h, tuple) and h[0]
-                     and (n := split_number(h[1])[0]) and "." not in n)
-    base = depths.most_common(1)[0][0] if depths else min(
-        (h[0] for h in raw if isinstance(h, tuple) and h[0]), default=1)
+    depths = Counter(
+        h[0]
+        for h in raw
+        if isinstance(h, tuple) and h[0] and (n := split_number(h[1])[0]) and "." not in n
+    )
+    base = (
+        depths.most_common(1)[0][0]
+        if depths
+        else min((h[0] for h in raw if isinstance(h, tuple) and h[0]), default=1)
+    )
     items: list[Item] = []
     pending: list[str] = []
     first_heading = True

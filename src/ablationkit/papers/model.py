@@ -12,10 +12,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Role = Literal["method", "experiments", "ablation", "related_work", "conclusion", "appendix",
-               "other"]
-ROLES: tuple[Role, ...] = ("method", "experiments", "ablation", "related_work", "conclusion",
-                           "appendix", "other")
+Role = Literal[
+    "method", "experiments", "ablation", "related_work", "conclusion", "appendix", "other"
+]
+ROLES: tuple[Role, ...] = (
+    "method",
+    "experiments",
+    "ablation",
+    "related_work",
+    "conclusion",
+    "appendix",
+    "other",
+)
 PaperFormat = Literal["latex", "pdf", "markdown", "text"]
 
 _WORD = re.compile(r"\S+")
@@ -68,15 +76,20 @@ class Paper(BaseModel):
 
     @property
     def words(self) -> int:
-        return count_words(self.title) + count_words(self.abstract) + sum(
-            s.words for s in self.walk()
+        return (
+            count_words(self.title) + count_words(self.abstract) + sum(s.words for s in self.walk())
         )
 
     def outline(self) -> list[dict[str, object]]:
         """The flat outline in reading order, as ``ablationkit paper --json`` prints it."""
         return [
-            {"number": s.number, "title": s.title, "level": s.level, "role": s.role,
-             "words": s.words}
+            {
+                "number": s.number,
+                "title": s.title,
+                "level": s.level,
+                "role": s.role,
+                "words": s.words,
+            }
             for s in self.walk()
         ]
 

@@ -29,13 +29,30 @@ from ablationkit.papers.roles import normalise_heading
 
 MAX_PDF_BYTES = 200 * 1024 * 1024
 MAX_PDF_PAGES = 500
-_LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-              "\ufb05": "st", "\ufb06": "st", "\u00ad": ""}
-_SPACING_ACCENTS = {"´": "\u0301", "`": "\u0300", "¨": "\u0308", "ˆ": "\u0302", "˜": "\u0303",
-                    "¸": "\u0327", "ˇ": "\u030c"}
+_LIGATURES = {
+    "\ufb00": "ff",
+    "\ufb01": "fi",
+    "\ufb02": "fl",
+    "\ufb03": "ffi",
+    "\ufb04": "ffl",
+    "\ufb05": "st",
+    "\ufb06": "st",
+    "\u00ad": "",
+}
+_SPACING_ACCENTS = {
+    "´": "\u0301",
+    "`": "\u0300",
+    "¨": "\u0308",
+    "ˆ": "\u0302",
+    "˜": "\u0303",
+    "¸": "\u0327",
+    "ˇ": "\u030c",
+}
 _UNNUMBERED_HEADINGS = re.compile(
     r"^(abstract|acknowledge?ments?|references|bibliography|appendix|appendices|"
-    r"supplementary material)$", re.I)
+    r"supplementary material)$",
+    re.I,
+)
 
 
 class PdfError(FormatError):
@@ -66,8 +83,9 @@ def clean_pdf_text(text: str) -> str:
     text = re.sub(r"(\w)-\n(?=[a-z])", r"\1", text)
     text = re.sub(r"\s*\n\s*", " ", text)
     # "Ara´ujo" -> "Araújo": a spacing accent before its letter becomes a combining one.
-    text = re.sub(r"([´`¨ˆ˜¸ˇ])\s?([A-Za-z])",
-                  lambda m: m.group(2) + _SPACING_ACCENTS[m.group(1)], text)
+    text = re.sub(
+        r"([´`¨ˆ˜¸ˇ])\s?([A-Za-z])", lambda m: m.group(2) + _SPACING_ACCENTS[m.group(1)], text
+    )
     return unicodedata.normalize("NFC", " ".join(text.split()))
 
 
@@ -81,14 +99,14 @@ def _open(path: Path) -> Any:
     try:
         doc = pymupdf.open(path, filetype="pdf")
     except Exception as exc:  # PyMuPDF raises several types for broken files
-        raise PdfError(f"corrupt or unreadable PDF ({exc})", where=path) from None
+        detail = str(exc).replace(str(path), path.name)
+        raise PdfError(f"corrupt or unreadable PDF ({detail})", where=path) from None
     if doc.needs_pass or doc.is_encrypted:
         raise PdfError("encrypted PDF: it needs a password to open", where=path)
     if doc.page_count == 0:
         raise PdfError("PDF has no pages", where=path)
     if doc.page_count > MAX_PDF_PAGES:
-        raise PdfError(f"{doc.page_count} pages, over the {MAX_PDF_PAGES} page limit",
-                       where=path)
+        raise PdfError(f"{doc.page_count} pages, over the {MAX_PDF_PAGES} page limit", where=path)
     return doc
 
 
@@ -119,8 +137,9 @@ def _drop_running_lines(blocks: list[_Block], pages: int) -> list[_Block]:
     kept = []
     for block in blocks:
         text = block.text.strip()
-        if at_edge(block) and (re.fullmatch(r"[\d\s\-–—/|ivxlc.]*", text.lower())
-                               or repeats[key(block)] >= threshold):
+        if at_edge(block) and (
+            re.fullmatch(r"[\d\s\-–—/|ivxlc.]*", text.lower()) or repeats[key(block)] >= threshold
+        ):
             continue
         kept.append(block)
     return kept
@@ -150,8 +169,12 @@ def _toc(doc: Any, title: str | None) -> list[tuple[int, str, int]]:
     toc = [(lvl, " ".join(t.split()), page) for lvl, t, page, *_ in doc.get_toc(simple=True)]
     toc = [entry for entry in toc if entry[1]]
     top_level = [entry for entry in toc if entry[0] == 1]
-    if len(top_level) == 1 and len(toc) > 1 and title and \
-            normalise_heading(top_level[0][1]) == normalise_heading(title):
+    if (
+        len(top_level) == 1
+        and len(toc) > 1
+        and title
+        and normalise_heading(top_level[0][1]) == normalise_heading(title)
+    ):
         toc = [(lvl - 1, t, p) for lvl, t, p in toc if (lvl, t, p) != top_level[0]]
     return toc
 
@@ -177,21 +200,28 @@ def _match_heading(block_text: str, title: str) -> tuple[str | None, int] | None
     paragraph that merely starts with the same words is not it."""
     text = block_text.strip()
     number, toc_title, _ = split_number(title)
+    starts: dict[int, str | None] = {0: None}
     printed_number, after_number, _ = split_number(text.split("\n", 1)[0])
-    offset = text.find(after_number) if printed_number else 0
-    for start in {offset, 0}:
+    if printed_number:
+        starts[text.find(after_number)] = printed_number
+    # "A Proofs": an appendix letter printed without punctuation.
+    token = re.match(r"([A-Z](?:\.\d{1,2})*|\d{1,2}(?:\.\d{1,2})*)\s+", text)
+    if token:
+        starts.setdefault(token.end(), token.group(1))
+    for start, printed in starts.items():
         candidate = text[start:]
         cut = _heading_cut(candidate, toc_title) or _heading_cut(candidate, title)
         if cut is None:
             continue
         rest = candidate[cut:].lstrip(" \t")
         if rest[:1] in ("", "\n", ".", ":", "—", "–"):
-            return number or (printed_number if start else None), start + cut
+            return number or printed, start + cut
     return None
 
 
-def _items_from_toc(blocks: list[_Block], toc: list[tuple[int, str, int]],
-                    warnings: list[str]) -> list[Item]:
+def _items_from_toc(
+    blocks: list[_Block], toc: list[tuple[int, str, int]], warnings: list[str]
+) -> list[Item]:
     starts: dict[int, tuple[Heading, int, int]] = {}  # block index -> heading, cut, blocks used
     position = 0
     for level, title, page_number in toc:
@@ -221,9 +251,12 @@ def _items_from_toc(blocks: list[_Block], toc: list[tuple[int, str, int]],
         index, (number, cut), used = found
         heading_title = split_number(title)[1] if split_number(title)[0] else title
         appendix_number = split_number(title)
-        heading = Heading(title=title if appendix_number[2] else heading_title,
-                          number=None if appendix_number[2] else number, level=level,
-                          explicit=True)
+        heading = Heading(
+            title=title if appendix_number[2] else heading_title,
+            number=None if appendix_number[2] else number,
+            level=level,
+            explicit=True,
+        )
         starts[index] = (heading, cut, used)
         position = index + used
     items: list[Item] = []
@@ -233,7 +266,7 @@ def _items_from_toc(blocks: list[_Block], toc: list[tuple[int, str, int]],
             continue
         if index in starts:
             heading, cut, used = starts[index]
-            joined = "\n".join(b.text for b in blocks[index:index + used]).strip()
+            joined = "\n".join(b.text for b in blocks[index : index + used]).strip()
             items.append(heading)
             rest = clean_pdf_text(joined[cut:])
             if rest.strip(" .:—-"):
@@ -255,7 +288,7 @@ def _items_from_text(blocks: list[_Block]) -> list[Item]:
         lines = [line for line in block.text.split("\n") if line.strip()]
         if not lines:
             continue
-        heading = guess_heading(clean_pdf_text(lines[0]))
+        heading = guess_heading(clean_pdf_text(lines[0]), standalone=len(lines) == 1)
         if heading and heading.number and heading.number.isdigit():
             top = int(heading.number)
             if last_top is not None and top not in (last_top, last_top + 1):
@@ -289,7 +322,11 @@ def load_pdf(path: str | Path) -> Paper:
     finally:
         doc.close()
     # The title block is not a paragraph of the paper.
-    if title and items and isinstance(items[0], Paragraph) and \
-            normalise_heading(items[0].text) == normalise_heading(title):
+    if (
+        title
+        and items
+        and isinstance(items[0], Paragraph)
+        and normalise_heading(items[0].text) == normalise_heading(title)
+    ):
         items = items[1:]
     return assemble(items, fmt="pdf", source=str(path), title=title, warnings=warnings)

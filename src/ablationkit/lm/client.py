@@ -12,7 +12,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,6 +105,7 @@ class LMClient:
         self._semaphores: dict[tuple[int, bool], asyncio.Semaphore] = {}
         self._clients: dict[tuple[int, str, str], Any] = {}
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ public API
     async def acomplete(
@@ -163,20 +163,20 @@ class LMClient:
         return self.run_sync(self.acomplete(messages, model, **kwargs))
 
     def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine that uses this client from synchronous code."""
+        """Run a coroutine that uses this client from synchronous code.
 
-        async def wrapped() -> T:
-            try:
-                return await coro
-            finally:
-                await self._close_loop_clients()
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(wrapped())
-        with ThreadPoolExecutor(max_workers=1) as pool:  # inside Jupyter's running loop
-            return pool.submit(asyncio.run, wrapped()).result()
+        Sync calls share one long-lived event loop in a daemon thread, so HTTP connections,
+        the concurrency limit and the embedded model's client persist between calls, and it
+        works the same inside Jupyter's running loop.
+        """
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=self._loop.run_forever, daemon=True, name="ablationkit-lm"
+                )
+                thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     # ------------------------------------------------------------------ internals
     def _count(self, completion: Completion) -> None:
@@ -242,7 +242,16 @@ class LMClient:
             del self._semaphores[key]
 
     async def aclose(self) -> None:
+        """Close the HTTP clients this event loop opened."""
         await self._close_loop_clients()
+
+    def close(self) -> None:
+        """Close everything the synchronous calls opened, and their event loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._close_loop_clients(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+        self._loop = None
 
     async def _attempt(
         self,

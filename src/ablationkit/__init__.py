@@ -28,30 +28,60 @@ _EXPORTS: dict[str, str] = {
     "dump_plan": "ablationkit.plan_io",
     "detect_format": "ablationkit.plan_io",
     "convert_files": "ablationkit.plan_io",
+    "Paper": "ablationkit.papers",
+    "load_paper": "ablationkit.papers",
+    "author_view": "ablationkit.papers",
+    "reviewer_view": "ablationkit.papers",
+    "sample_paper_path": "ablationkit.papers",
+    "plan": "ablationkit.planner",
+    "PlanError": "ablationkit.planner",
+    "LMClient": "ablationkit.lm",
+    "complete": "ablationkit.lm",
+    "acomplete": "ablationkit.lm",
+    "Completion": "ablationkit.lm",
 }
 
 __all__ = [
     "Ablation",
     "AblationKitError",
     "Action",
+    "Completion",
     "FormatError",
+    "LMClient",
+    "Paper",
     "Plan",
+    "PlanError",
     "Timings",
     "TrajectoryFormatError",
     "Usage",
     "__version__",
+    "acomplete",
+    "author_view",
+    "complete",
     "convert_files",
     "detect_format",
     "dump_plan",
+    "load_paper",
     "load_plan",
     "parse_plan_text",
     "parse_trajectory",
+    "plan",
     "render_trajectory",
     "repair_mojibake",
+    "reviewer_view",
+    "sample_paper_path",
 ]
 
 if TYPE_CHECKING:
     from ablationkit.errors import AblationKitError, FormatError, TrajectoryFormatError
+    from ablationkit.lm import Completion, LMClient, acomplete, complete
+    from ablationkit.papers import (
+        Paper,
+        author_view,
+        load_paper,
+        reviewer_view,
+        sample_paper_path,
+    )
     from ablationkit.plan_io import (
         convert_files,
         detect_format,
@@ -59,6 +89,7 @@ if TYPE_CHECKING:
         load_plan,
         parse_plan_text,
     )
+    from ablationkit.planner import PlanError, plan
     from ablationkit.schema import Ablation, Action, Plan, Timings, Usage
     from ablationkit.text_repair import repair_mojibake
     from ablationkit.trajectory import parse_trajectory, render_trajectory

@@ -187,6 +187,309 @@ def paper(
 
 
 @app.command()
+def plan(
+    paper_path: Path | None = typer.Argument(
+        None, metavar="PAPER", help="LaTeX project, PDF, markdown or text file."
+    ),
+    sample: bool = typer.Option(False, "--sample", help="Plan the bundled sample paper."),
+    mode: ModeChoice = typer.Option(ModeChoice.author, "--mode", help="author | reviewer"),
+    k: int = typer.Option(5, "-k", min=1, max=20, help="How many ablations."),
+    model: str = typer.Option("local", "--model", help="Model id (see `ablationkit models`)."),
+    api_base: str | None = typer.Option(
+        None, "--api-base", help="OpenAI-compatible server for the model."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "-o", "--out-dir", help="Write DIR/<paper_id>.json and .md."
+    ),
+    prompt_file: Path | None = typer.Option(
+        None, "--prompt-file", help="Jinja2 template replacing the user prompt."
+    ),
+    method_section: list[str] | None = typer.Option(
+        None, "--method-section", help="Method section by number or title (repeatable)."
+    ),
+    max_context: int | None = typer.Option(
+        None, "--max-context", help="Tokens of context to plan within."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached replies."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan JSON to stdout."),
+) -> None:
+    """Plan the k most important ablations of a paper (or its k most important missing ones)."""
+    from rich.console import Console
+
+    from ablationkit.lm import LMClient
+    from ablationkit.papers import sample_paper_path
+    from ablationkit.planner import PlanProgress
+    from ablationkit.planner import plan as make_plan
+    from ablationkit.planner.core import paper_id_for
+    from ablationkit.planner.stream import ReasoningStream
+
+    if sample == (paper_path is not None):
+        raise _fail("give a PAPER path or --sample (not both)", code=2)
+    source = sample_paper_path() if sample else paper_path
+    assert source is not None
+    err = Console(stderr=True, highlight=False)
+    streamed: list[str] = []
+
+    def show(text: str) -> None:
+        streamed.append(text)
+        err.out(text, style="dim", end="")
+
+    def loaded(paper: Any) -> None:
+        for warning in paper.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
+        sections = sum(1 for _ in paper.walk())
+        title = escape(paper.title or str(source))
+        err.print(f"[bold]•[/] {paper.format}: {title} ({sections} sections, {paper.words} words)")
+
+    progress = PlanProgress(
+        on_stage=lambda m: err.print(f"[bold]•[/] {escape(m)}"),
+        on_token=ReasoningStream(show),
+        on_paper=loaded,
+    )
+    client = LMClient(cache=not no_cache)
+    with _user_errors():
+        result = make_plan(
+            source,
+            mode.value,
+            k,
+            model,
+            client=client,
+            api_base=api_base,
+            paper_id=paper_id_for(Path(source)),
+            prompt_file=prompt_file,
+            method_section=method_section or None,
+            max_context=max_context,
+            raw_dir=out_dir,
+            progress=progress,
+        )
+    if streamed:
+        err.print()
+    _print_plan(result, err if as_json else Console())
+    err.print(f"[dim]{escape(client.usage.describe())}[/]")
+    if out_dir is not None:
+        from ablationkit.fsutil import atomic_write_text
+        from ablationkit.trajectory import render_trajectory
+
+        json_path = out_dir / f"{result.paper_id}.json"
+        md_path = out_dir / f"{result.paper_id}.md"
+        atomic_write_text(json_path, result.to_json() + "\n")
+        atomic_write_text(md_path, render_trajectory(result))
+        err.print(f"wrote {json_path} and {md_path}")
+    if as_json:
+        _write_stdout(result.to_json() + "\n")
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _print_plan(result: Any, console: Any) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=Text(f"{result.planner}/{result.model}/{result.paper_id} ({result.mode} mode)"),
+        title_justify="left",
+        show_lines=True,
+    )
+    for column in ("#", "ablation", "action", "ablated part", "replacement", "metrics"):
+        table.add_column(column)
+    colours = {"REMOVE": "red", "REPLACE": "cyan", "ADD": "green"}
+    for rank, ablation in enumerate(result.ablations, start=1):
+        replacement = ablation.replacement
+        if isinstance(replacement, dict):
+            replacement = [f"{k}: {v}" for k, v in replacement.items()]
+        table.add_row(
+            str(rank),
+            Text(ablation.name),
+            Text(ablation.action.value, colours[ablation.action.value]),
+            Text(ablation.ablated_part),
+            Text("\n".join(map(str, replacement or [])) or "-"),
+            Text(", ".join(ablation.metrics) or "-"),
+        )
+    console.print(table)
+    timings = result.timings
+    if timings is not None:
+        parts = [
+            f"{name} {value:.1f} s"
+            for name, value in (
+                ("load", timings.load_s),
+                ("prompt", timings.prompt_s),
+                ("generation", timings.generation_s),
+                ("total", timings.total_s),
+            )
+            if value is not None
+        ]
+        console.print(Text("time: " + ", ".join(parts), style="dim"))
+
+
+bench_app = typer.Typer(
+    help="Resumable batch runs: plan, judge and score a dataset.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _progress_bar(label: str) -> tuple[Any, Any]:
+    """A rich progress bar and the callback the runner reports to."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[cost]}"),
+        TextColumn("[dim]{task.fields[paper]}"),
+        transient=False,
+    )
+    task = bar.add_task(label, total=None, cost="", paper="")
+
+    def update(paper_id: str, finished: int, total: int, cost: float) -> None:
+        bar.update(task, completed=finished, total=total, cost=f"${cost:.4f}", paper=paper_id[:40])
+
+    return bar, update
+
+
+def _report(report: Any) -> None:
+    typer.echo(
+        f"{report.stage}: {len(report.done)} done, {len(report.skipped)} already done, "
+        f"{len(report.failed)} failed, ${report.cost_usd:.4f}, {report.seconds:.1f} s",
+        err=True,
+    )
+    if report.failed:
+        typer.echo(f"{len(report.failed)} papers failed:", err=True)
+        for paper_id, error in sorted(report.failed.items()):
+            typer.echo(f"  {paper_id}: {error}", err=True)
+        raise typer.Exit(1)
+
+
+@bench_app.command("plan")
+def bench_plan(
+    dataset: str = typer.Argument(
+        ..., help="JSONL file, papers directory, 'sample' or hf:<name>[:split]."
+    ),
+    run_dir: Path = typer.Option(..., "--run", help="Run directory (created or resumed)."),
+    model: str = typer.Option("local", "--model"),
+    mode: ModeChoice | None = typer.Option(None, "--mode", help="Override the instances' mode."),
+    k: int = typer.Option(5, "-k", min=1, max=20),
+    api_base: str | None = typer.Option(None, "--api-base"),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256),
+    limit: int | None = typer.Option(None, "--limit", min=1),
+    ids: str | None = typer.Option(None, "--ids", help="Comma-separated instance ids."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Count requests, tokens and cost; call no model."
+    ),
+) -> None:
+    """Plan every paper of a dataset that has no plan in the run yet."""
+    import json
+
+    from ablationkit.bench.runner import Run
+    from ablationkit.bench.runner import dry_run as estimate
+
+    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
+    with _user_errors():
+        if dry_run:
+            summary = estimate(
+                dataset,
+                model=model,
+                mode=mode.value if mode else None,
+                k=k,
+                ids=id_list,
+                limit=limit,
+            )
+            _write_stdout(json.dumps(summary, indent=2) + "\n")
+            return
+        run = Run(run_dir, concurrency=concurrency)
+        bar, update = _progress_bar(f"planning with {model}")
+        with bar:
+            report = run.plan(
+                dataset,
+                model=model,
+                mode=mode.value if mode else None,
+                k=k,
+                api_base=api_base,
+                ids=id_list,
+                limit=limit,
+                progress=update,
+            )
+    _report(report)
+
+
+@bench_app.command("judge")
+def bench_judge(
+    run_dir: Path = typer.Option(..., "--run", help="Run directory with plans."),
+    judge: list[str] = typer.Option(
+        ..., "--judge", help="Judge model id, or 'embedding'; several make a majority judge."
+    ),
+    k: int | None = typer.Option(None, "-k", help="Judge only the top k of each plan."),
+    api_base: str | None = typer.Option(None, "--api-base"),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256),
+) -> None:
+    """Judge every plan of a run that this judge has not judged yet."""
+    from ablationkit.bench.runner import Run, make_judge
+
+    with _user_errors():
+        run = Run(run_dir, concurrency=concurrency)
+        the_judge = make_judge(judge, run.client, api_base)
+        bar, update = _progress_bar(f"judging with {the_judge.name}")
+        with bar:
+            report = run.judge(the_judge, k=k, progress=update)
+    _report(report)
+
+
+@bench_app.command("score")
+def bench_score(run_dir: Path = typer.Option(..., "--run", help="Run directory.")) -> None:
+    """Precision, recall and F1 per judge (macro, micro, 95% CI) into scores.json."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ablationkit.bench.runner import Run
+
+    with _user_errors():
+        scores = Run(run_dir).score()
+    table = Table(
+        title=f"{scores['model']} ({scores['mode'] or 'dataset modes'}, "
+        f"k={scores['k']}, {scores['plans']} plans)",
+        title_justify="left",
+    )
+    for column in ("judge", "papers", "errors", "P", "R", "F1", "F1 95% CI", "micro F1"):
+        table.add_column(column)
+    for name, score in scores["judges"].items():
+        macro, ci = score["macro"], score["macro_ci95"].get("f1", [0, 0])
+        table.add_row(
+            name,
+            str(score["papers"]),
+            str(score["errors"]),
+            f"{macro['precision']:.3f}",
+            f"{macro['recall']:.3f}",
+            f"{macro['f1']:.3f}",
+            f"{ci[0]:.3f}-{ci[1]:.3f}",
+            f"{score['micro']['f1']:.3f}",
+        )
+    Console().print(table)
+
+
+@app.command("eval-judge")
+def eval_judge(
+    labels: Path = typer.Argument(..., help="JSONL of human-labelled plans (see README)."),
+    judge: list[str] = typer.Option(..., "--judge", help="Judge model id or 'embedding'."),
+    api_base: str | None = typer.Option(None, "--api-base"),
+) -> None:
+    """How well a judge agrees with human labels: precision, recall and F1."""
+    import json
+
+    from ablationkit.bench.runner import make_judge
+    from ablationkit.judge.evaluation import evaluate_judge
+    from ablationkit.lm import LMClient
+
+    with _user_errors():
+        the_judge = make_judge(judge, LMClient(), api_base)
+        result = evaluate_judge(the_judge, labels)
+    _write_stdout(json.dumps(result, indent=2) + "\n")
+
+
+@app.command()
 def models(
     check: bool = typer.Option(False, "--check", help="Load the model and send a tiny request."),
     model: str = typer.Option("local", "--model", help="Model to check with --check."),

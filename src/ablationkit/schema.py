@@ -178,3 +178,36 @@ class Plan(BaseModel):
     def to_json(self, *, indent: int | None = 2) -> str:
         """Plan JSON with exactly the documented top-level keys (usage/timings may be null)."""
         return self.model_dump_json(indent=indent)
+
+
+class Match(BaseModel):
+    """Planned ablation ``planned`` (0-based rank) matches ground-truth item ``target``."""
+
+    planned: int
+    target: int
+
+
+class Judgement(BaseModel):
+    """A judge's verdict on one plan: which planned ablations match which ground truth.
+
+    ``error`` is set when the judge could not give a verdict (an unparseable reply, a failed
+    call): such a judgement is excluded from scores, never counted as "no match".
+    """
+
+    judge: str
+    paper_id: str
+    mode: Mode
+    k: int
+    planned: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list)
+    matches: list[Match] = Field(default_factory=list)
+    reasoning: str = ""
+    votes: list[list[Match]] | None = None
+    error: str | None = None
+    usage: Usage | None = None
+
+    def matched_planned(self) -> set[int]:
+        return {m.planned for m in self.matches if m.planned < self.k}
+
+    def matched_targets(self) -> set[int]:
+        return {m.target for m in self.matches if m.planned < self.k}

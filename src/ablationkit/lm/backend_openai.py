@@ -17,7 +17,7 @@ from ablationkit.lm.routes import Route
 from ablationkit.lm.types import Completion, Message, ModelCallError, TokenUsage
 
 TokenCallback = Callable[[str], None]
-_DIRECT_PARAMS = {
+_UNUSED = {
     "temperature",
     "top_p",
     "max_tokens",
@@ -55,17 +55,33 @@ def _request(
     params: dict[str, Any],
     stream: bool,
 ) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"model": route.model_name, "messages": messages}
-    extra = {k: v for k, v in params.items() if k not in _DIRECT_PARAMS}
-    kwargs.update({k: v for k, v in params.items() if k in _DIRECT_PARAMS})
+    """The JSON body of a chat request; parameters the SDK does not know travel as they are."""
+    body: dict[str, Any] = {"model": route.model_name, "messages": messages, **params}
     if schema is not None and route.supports_schema:
-        kwargs["response_format"] = response_format(schema)
+        body["response_format"] = response_format(schema)
     if stream:
-        kwargs["stream"] = True
-        kwargs["stream_options"] = {"include_usage": True}
-    if extra:
-        kwargs["extra_body"] = extra
-    return kwargs
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+async def _post(client: Any, body: dict[str, Any], timeout: float) -> Any:
+    """POST /chat/completions through the SDK's documented ``client.post``.
+
+    ``chat.completions.create`` would first re-validate the body against its TypedDicts,
+    about 10 ms of CPU per request: the largest cost of a 50-way concurrent batch run.
+    """
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    return await client.post(
+        "/chat/completions",
+        cast_to=ChatCompletion,
+        body=body,
+        options={"timeout": timeout},
+        stream=bool(body.get("stream")),
+        stream_cls=AsyncStream[ChatCompletionChunk],
+    )
 
 
 def _timings(obj: Any) -> dict[str, float]:
@@ -115,7 +131,7 @@ async def call(
     kwargs = _request(route, messages, schema, params, stream=on_token is not None)
     try:
         if on_token is None:
-            response = await client.chat.completions.create(timeout=timeout, **kwargs)
+            response = await _post(client, kwargs, timeout)
             if not getattr(response, "choices", None):
                 raise TransientError("malformed reply (no choices)")
             choice = response.choices[0]
@@ -144,7 +160,7 @@ async def _stream(
     finish_reason = None
     model = route.model_name
     timings: dict[str, float] = {}
-    stream = await client.chat.completions.create(timeout=timeout, **kwargs)
+    stream = await _post(client, kwargs, timeout)
     async for chunk in stream:
         model = getattr(chunk, "model", None) or model
         timings = _timings(chunk) or timings

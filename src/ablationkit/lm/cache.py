@@ -32,6 +32,9 @@ class CompletionCache:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL with NORMAL sync cannot corrupt the file; a power cut may lose the last
+            # replies, which are then asked again: the right trade for a cache.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT, "
                 "created REAL, data TEXT)"

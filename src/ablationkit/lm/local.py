@@ -170,6 +170,16 @@ class EmbeddedServer:
         self.config = config
         self.base_url = self._server.listening_address.rstrip("/") + "/v1"
 
+    def context_size(self) -> int:
+        """Tokens per request the loaded model really has (capped by its training length)."""
+        import json
+        import urllib.request
+
+        root = self.base_url.removesuffix("/v1")
+        with urllib.request.urlopen(root + "/props", timeout=30) as response:
+            props = json.loads(response.read())
+        return int(props.get("default_generation_settings", {}).get("n_ctx") or self.config.n_ctx)
+
     def raw_chat(self, request: dict[str, Any]) -> dict[str, Any]:
         """The raw in-process call, without HTTP (what the benchmark compares against)."""
         result: dict[str, Any] = self._server.handle_chat_completions(request)

@@ -1,0 +1,249 @@
+"""Judges: which planned ablations match the ground truth.
+
+``LMJudge`` asks a model (author mode: planned vs the paper's own ablations; reviewer mode:
+planned missing ablations vs what the reviewers asked for). ``MajorityJudge`` runs several
+judges on the same plan and keeps the matches most of them agree on. A judge that cannot
+give a verdict records an error, which scores exclude; it is never read as "no match".
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+from ablationkit.errors import AblationKitError
+from ablationkit.lm.client import LMClient
+from ablationkit.planner.parse import ReplyParseError, extract_json
+from ablationkit.schema import Ablation, Judgement, Match, Plan, Usage
+
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "reasoning": {"type": "string", "maxLength": 2000},
+        "matches": {
+            "type": "array",
+            "maxItems": 40,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "planned": {"type": "integer", "minimum": 0},
+                    "ground_truth": {"type": "integer", "minimum": 0},
+                },
+                "required": ["planned", "ground_truth"],
+            },
+        },
+    },
+    "required": ["reasoning", "matches"],
+}
+
+
+class Judge(Protocol):
+    name: str
+
+    def judge(
+        self,
+        plan: Plan,
+        targets: Sequence[Ablation],
+        *,
+        reviews: Sequence[str] = (),
+        title: str = "",
+        k: int | None = None,
+    ) -> Judgement: ...
+
+
+def _empty(judge: str, plan: Plan, targets: Sequence[Ablation], k: int) -> Judgement:
+    return Judgement(
+        judge=judge,
+        paper_id=plan.paper_id,
+        mode=plan.mode,
+        k=k,
+        planned=[a.name for a in plan.ablations[:k]],
+        targets=[a.name for a in targets],
+    )
+
+
+@cache
+def _template(mode: str) -> Any:
+    from jinja2 import Environment, StrictUndefined
+
+    env = Environment(undefined=StrictUndefined, autoescape=False)
+    text = resources.files("ablationkit.judge").joinpath("prompts", f"{mode}.j2").read_text("utf-8")
+    return env.from_string(text)
+
+
+def parse_matches(reply: str, n_planned: int, n_targets: int) -> tuple[str, list[Match]]:
+    """``(reasoning, matches)`` from a judge reply; out-of-range indices are an error."""
+    data = extract_json(reply)
+    if isinstance(data, list):
+        data = {"reasoning": "", "matches": data}
+    if not isinstance(data, dict) or not isinstance(data.get("matches"), list):
+        raise ReplyParseError('the JSON has no "matches" list')
+    matches: list[Match] = []
+    seen: set[int] = set()
+    for item in data["matches"]:
+        if not isinstance(item, dict):
+            raise ReplyParseError("a match is not a JSON object")
+        planned = item.get("planned", item.get("plan"))
+        target = item.get("ground_truth", item.get("target", item.get("gt")))
+        try:
+            planned, target = int(planned), int(target)
+        except (TypeError, ValueError):
+            raise ReplyParseError(f"a match has no integer indices: {item}") from None
+        if not (0 <= planned < n_planned and 0 <= target < max(n_targets, 1)):
+            raise ReplyParseError(
+                f"match {item} is out of range ({n_planned} planned, {n_targets} ground truth)"
+            )
+        if planned not in seen:  # a planned ablation matches at most one target
+            seen.add(planned)
+            matches.append(Match(planned=planned, target=target))
+    return str(data.get("reasoning", "")), matches
+
+
+class LMJudge:
+    """A model as judge. ``name`` defaults to ``lm:<model>``."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: LMClient | None = None,
+        api_base: str | None = None,
+        name: str | None = None,
+        **params: Any,
+    ) -> None:
+        self.model = model
+        self.client = client or LMClient()
+        self.api_base = api_base
+        self.name = name or f"lm:{model}"
+        self.params = {"temperature": 0, "max_tokens": 1500, **params}
+
+    def messages(
+        self, plan: Plan, targets: Sequence[Ablation], reviews: Sequence[str], title: str, k: int
+    ) -> list[dict[str, str]]:
+        def view(items: Sequence[Ablation]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": a.name,
+                    "action": a.action.value,
+                    "ablated_part": a.ablated_part,
+                    "replacement": [str(r) for r in a.replacement]
+                    if isinstance(a.replacement, list)
+                    else None,
+                }
+                for a in items
+            ]
+
+        prompt = _template(plan.mode).render(
+            title=title or plan.paper_id,
+            planned=view(plan.ablations[:k]),
+            targets=view(targets),
+            reviews=list(reviews),
+        )
+        return [{"role": "user", "content": prompt.strip()}]
+
+    def judge(
+        self,
+        plan: Plan,
+        targets: Sequence[Ablation],
+        *,
+        reviews: Sequence[str] = (),
+        title: str = "",
+        k: int | None = None,
+    ) -> Judgement:
+        k = min(k or len(plan.ablations), len(plan.ablations))
+        result = _empty(self.name, plan, targets, k)
+        if plan.mode == "author" and not targets:
+            result.error = "no ground-truth ablations for this paper"
+            return result
+        if plan.mode == "reviewer" and not targets and not reviews:
+            result.error = "no reviews and no requested ablations for this paper"
+            return result
+        if k == 0:
+            return result
+        messages = self.messages(plan, targets, reviews, title, k)
+        usage = Usage(cost_usd=0.0)
+        error = "no reply"
+        for attempt in range(2):
+            try:
+                reply = self.client.complete(
+                    messages, self.model, schema=JUDGE_SCHEMA, api_base=self.api_base, **self.params
+                )
+            except AblationKitError as exc:
+                result.error = exc.one_line()
+                return result
+            usage.prompt_tokens += reply.usage.prompt_tokens
+            usage.completion_tokens += reply.usage.completion_tokens
+            usage.cost_usd = (
+                None
+                if reply.cost is None or usage.cost_usd is None
+                else usage.cost_usd + reply.cost
+            )
+            try:
+                result.reasoning, result.matches = parse_matches(reply.text, k, len(targets))
+                result.usage = usage
+                return result
+            except ReplyParseError as exc:
+                error = exc.message
+                if attempt == 0:
+                    messages = [
+                        *messages,
+                        {"role": "assistant", "content": reply.text},
+                        {
+                            "role": "user",
+                            "content": f"Your reply could not be used: "
+                            f"{error}. Reply again with only the JSON object.",
+                        },
+                    ]
+        result.error = f"unparseable judge reply: {error}"
+        result.usage = usage
+        return result
+
+
+class MajorityJudge:
+    """Several judges; a match counts when more than half of the judges that gave a verdict
+    found it. Judges run in parallel threads (their client bounds the real concurrency)."""
+
+    def __init__(self, judges: Sequence[Judge], *, name: str | None = None) -> None:
+        if len(judges) < 2:
+            raise AblationKitError("a majority judge needs at least two judges")
+        self.judges = list(judges)
+        self.name = name or f"majority({len(self.judges)})"
+
+    def judge(
+        self,
+        plan: Plan,
+        targets: Sequence[Ablation],
+        *,
+        reviews: Sequence[str] = (),
+        title: str = "",
+        k: int | None = None,
+    ) -> Judgement:
+        k = min(k or len(plan.ablations), len(plan.ablations))
+        with ThreadPoolExecutor(max_workers=len(self.judges)) as pool:
+            verdicts = list(
+                pool.map(
+                    lambda j: j.judge(plan, targets, reviews=reviews, title=title, k=k), self.judges
+                )
+            )
+        result = _empty(self.name, plan, targets, k)
+        valid = [v for v in verdicts if v.error is None]
+        if not valid:
+            result.error = "every judge failed: " + " | ".join(v.error or "" for v in verdicts)
+            return result
+        counts = Counter((m.planned, m.target) for v in valid for m in v.matches)
+        result.matches = [
+            Match(planned=p, target=t) for (p, t), n in sorted(counts.items()) if n * 2 > len(valid)
+        ]
+        result.votes = [v.matches for v in valid]
+        result.reasoning = "\n\n".join(f"{v.judge}: {v.reasoning}" for v in valid)
+        costs = [v.usage.cost_usd if v.usage else None for v in verdicts]
+        result.usage = Usage(
+            prompt_tokens=sum(v.usage.prompt_tokens for v in verdicts if v.usage),
+            completion_tokens=sum(v.usage.completion_tokens for v in verdicts if v.usage),
+            cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+        )
+        return result

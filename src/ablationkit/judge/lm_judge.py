@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from ablationkit.errors import AblationKitError
 from ablationkit.lm.client import LMClient
+from ablationkit.lm.repair import RepairFailed, complete_and_parse
+from ablationkit.lm.types import Completion
 from ablationkit.planner.parse import ReplyParseError, extract_json
 from ablationkit.schema import Ablation, Judgement, Match, Plan, Usage
 
@@ -55,7 +57,7 @@ class Judge(Protocol):
     ) -> Judgement: ...
 
 
-def _empty(judge: str, plan: Plan, targets: Sequence[Ablation], k: int) -> Judgement:
+def blank_judgement(judge: str, plan: Plan, targets: Sequence[Ablation], k: int) -> Judgement:
     return Judgement(
         judge=judge,
         paper_id=plan.paper_id,
@@ -155,7 +157,7 @@ class LMJudge:
         k: int | None = None,
     ) -> Judgement:
         k = min(k or len(plan.ablations), len(plan.ablations))
-        result = _empty(self.name, plan, targets, k)
+        result = blank_judgement(self.name, plan, targets, k)
         if plan.mode == "author" and not targets:
             result.error = "no ground-truth ablations for this paper"
             return result
@@ -165,41 +167,33 @@ class LMJudge:
         if k == 0:
             return result
         messages = self.messages(plan, targets, reviews, title, k)
-        usage = Usage(cost_usd=0.0)
-        error = "no reply"
-        for attempt in range(2):
-            try:
-                reply = self.client.complete(
-                    messages, self.model, schema=JUDGE_SCHEMA, api_base=self.api_base, **self.params
-                )
-            except AblationKitError as exc:
-                result.error = exc.one_line()
-                return result
-            usage.prompt_tokens += reply.usage.prompt_tokens
-            usage.completion_tokens += reply.usage.completion_tokens
-            usage.cost_usd = (
-                None
-                if reply.cost is None or usage.cost_usd is None
-                else usage.cost_usd + reply.cost
+
+        def parse(reply: Completion) -> tuple[str, list[Match]]:
+            return parse_matches(reply.text, k, len(targets))
+
+        try:
+            (result.reasoning, result.matches), replies = complete_and_parse(
+                self.client,
+                messages,
+                self.model,
+                parse,
+                instruction="Reply again with only the JSON object.",
+                schema=JUDGE_SCHEMA,
+                api_base=self.api_base,
+                **self.params,
             )
-            try:
-                result.reasoning, result.matches = parse_matches(reply.text, k, len(targets))
-                result.usage = usage
-                return result
-            except ReplyParseError as exc:
-                error = exc.message
-                if attempt == 0:
-                    messages = [
-                        *messages,
-                        {"role": "assistant", "content": reply.text},
-                        {
-                            "role": "user",
-                            "content": f"Your reply could not be used: "
-                            f"{error}. Reply again with only the JSON object.",
-                        },
-                    ]
-        result.error = f"unparseable judge reply: {error}"
-        result.usage = usage
+        except RepairFailed as failure:
+            result.error = f"unparseable judge reply: {failure.message}"
+            replies = failure.replies
+        except AblationKitError as exc:
+            result.error = exc.one_line()
+            return result
+        costs = [r.cost for r in replies]
+        result.usage = Usage(
+            prompt_tokens=sum(r.usage.prompt_tokens for r in replies),
+            completion_tokens=sum(r.usage.completion_tokens for r in replies),
+            cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+        )
         return result
 
 
@@ -229,7 +223,7 @@ class MajorityJudge:
                     lambda j: j.judge(plan, targets, reviews=reviews, title=title, k=k), self.judges
                 )
             )
-        result = _empty(self.name, plan, targets, k)
+        result = blank_judgement(self.name, plan, targets, k)
         valid = [v for v in verdicts if v.error is None]
         if not valid:
             result.error = "every judge failed: " + " | ".join(v.error or "" for v in verdicts)

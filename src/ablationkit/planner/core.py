@@ -21,6 +21,7 @@ from typing import Any
 
 from ablationkit.errors import AblationKitError
 from ablationkit.lm.client import LMClient
+from ablationkit.lm.repair import RepairFailed, complete_and_parse
 from ablationkit.lm.routes import resolve
 from ablationkit.lm.types import Completion
 from ablationkit.papers import Paper, load_paper, view
@@ -286,40 +287,27 @@ def plan(
     params = {"temperature": 0, "max_tokens": REPLY_TOKENS, **params}
     schema = plan_schema(k)
 
-    replies: list[Completion] = []
-    reply = client.complete(
-        messages, model, schema=schema, api_base=api_base, on_token=progress.on_token, **params
-    )
-    replies.append(reply)
     try:
-        reasoning, ablations = _parse(reply)
-    except ReplyParseError as first_error:
-        progress.stage(f"reply unusable ({first_error.message}); asking the model to repair it")
-        repair = [
-            *messages,
-            {"role": "assistant", "content": reply.text},
-            {
-                "role": "user",
-                "content": (
-                    f"Your reply could not be used: {first_error.message}. Reply again with "
-                    'only the JSON object {"reasoning": ..., "ablations": [...]} in the '
-                    "required format."
-                ),
-            },
-        ]
-        reply = client.complete(
-            repair, model, schema=schema, api_base=api_base, on_token=progress.on_token, **params
+        (reasoning, ablations), replies = complete_and_parse(
+            client,
+            messages,
+            model,
+            _parse,
+            instruction='Reply again with only the JSON object {"reasoning": ..., '
+            '"ablations": [...]} in the required format.',
+            on_repair=lambda error: progress.stage(
+                f"reply unusable ({error}); asking the model to repair it"
+            ),
+            schema=schema,
+            api_base=api_base,
+            on_token=progress.on_token,
+            **params,
         )
-        replies.append(reply)
-        try:
-            reasoning, ablations = _parse(reply)
-        except ReplyParseError as second_error:
-            raw_path = _save_raw(raw_dir, paper_id, replies)
-            raise PlanError(
-                f"{model} gave no usable plan: {second_error.message}",
-                raw_path=raw_path,
-                where=paper_id,
-            ) from None
+    except RepairFailed as failure:
+        raw_path = _save_raw(raw_dir, paper_id, failure.replies)
+        raise PlanError(
+            f"{model} gave no usable plan: {failure.message}", raw_path=raw_path, where=paper_id
+        ) from None
     ablations = merge_duplicates(ablations)[:k]
     before = {id(a) for a in ablations}
     ablations = complete_ablations(ablations, hints, k)

@@ -209,6 +209,7 @@ def test_api_keys_from_dotenv_and_never_in_errors(
         lm.complete("hi", model="m", api_base=fake_llm.url)
     assert secret not in str(info.value) and "***" in str(info.value)
     assert redact(f"key={secret}") == "key=***"
+    assert redact("http://bob:hunter2@10.0.0.1/v1") == "http://bob:***@10.0.0.1/v1"
     assert fake_llm.requests  # the key was used: the request went out with it
 
 

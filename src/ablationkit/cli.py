@@ -69,6 +69,17 @@ def main(
     _state["debug"] = debug
 
 
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """AblationKitError -> one line on stderr and its exit code (a traceback with --debug)."""
+    try:
+        yield
+    except AblationKitError as exc:
+        if _state["debug"]:
+            raise
+        raise _fail(exc.one_line(), exc.exit_code) from None
+
+
 @app.command()
 def convert(
     inputs: list[Path] = typer.Argument(
@@ -96,7 +107,7 @@ def convert(
         )
     if paper_id is not None and len(inputs) > 1:
         raise _fail("--paper-id applies to a single input", code=2)
-    try:
+    with _user_errors():
         results = convert_files(
             inputs,
             to.value,  # type: ignore[arg-type]
@@ -106,10 +117,6 @@ def convert(
             planner=planner,
             paper_id=paper_id,
         )
-    except AblationKitError as exc:
-        if _state["debug"]:
-            raise
-        raise _fail(exc.one_line(), exc.exit_code) from None
     failures = [r for r in results if not r.ok]
     for result in results:
         if result.text is not None:
@@ -124,17 +131,6 @@ def convert(
             for result in failures:
                 typer.echo(f"  {result.error}", err=True)
         raise typer.Exit(1)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """AblationKitError -> one line on stderr and its exit code (a traceback with --debug)."""
-    try:
-        yield
-    except AblationKitError as exc:
-        if _state["debug"]:
-            raise
-        raise _fail(exc.one_line(), exc.exit_code) from None
 
 
 @app.command()

@@ -33,6 +33,7 @@ from ablationkit.fsutil import atomic_write_text
 from ablationkit.judge.lm_judge import Judge, LMJudge, MajorityJudge
 from ablationkit.judge.metrics import aggregate
 from ablationkit.lm.client import LMClient
+from ablationkit.lm.keys import redact
 from ablationkit.schema import Judgement, Plan
 
 
@@ -81,6 +82,8 @@ class Run:
         return {"version": __version__, "created": time.time(), "stages": {}}
 
     def _record(self, stage: str, config: dict[str, Any]) -> None:
+        # An api_base may carry credentials (https://user:key@host): never write them.
+        config = json.loads(redact(json.dumps(config)))
         with self._lock:
             manifest = self.manifest()
             previous = (manifest["stages"].get(stage) or {}).get("config")

@@ -62,4 +62,5 @@ def redact(text: str) -> str:
         value = os.environ.get(variable, "")
         if len(value) >= 6:
             text = text.replace(value, "***")
+    text = re.sub(r"(://[^/\s:@]+:)[^@\s/]+@", r"\1***@", text)  # user:secret@host
     return _KEYLIKE.sub("***", text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,15 @@ def test_routes_and_prices() -> None:
     assert price_key("openai/gpt-4o-mini") == "gpt-4o-mini"
     assert cost("somebody/unknown-model", TokenUsage(10, 10)) is None
     assert cost("local", TokenUsage(10, 10), local=True) == 0.0
+
+
+def test_litellm_models_need_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("litellm") is not None:
+        pytest.skip("litellm is installed here")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-used-0000")
+    lm, _ = client(tmp_path, cache=False)
+    with pytest.raises(ModelUnavailableError, match=r"pip install 'ablationkit\[cloud\]'"):
+        lm.complete("hi", model="anthropic/claude-3-5-sonnet-20240620")
+    assert os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP") == "True"  # set before any import

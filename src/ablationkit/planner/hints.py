@@ -25,8 +25,8 @@ _NAMED_SETTING = re.compile(
     re.I,
 )
 _ALTERNATIVE = re.compile(
-    r"\b(instead of|rather than|in contrast to|as opposed to|replac\w+|"
-    r"alternatively|compared (?:to|with)|we (?:use|adopt|choose))\b",
+    r"\b(instead|rather than|in contrast to|as opposed to|replac\w+|"
+    r"alternatively|compared (?:to|with)|we (?:use|adopt|choose)|unlike|tends to)\b",
     re.I,
 )
 METRIC_NAMES = (
@@ -152,14 +152,17 @@ def extract_hints(text: str, *, max_settings: int = 8, max_alternatives: int = 4
         seen.add(key)
         settings.append(Setting(name, match.group("value")))
     alternatives: list[str] = []
-    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
-        if (
-            _ALTERNATIVE.search(sentence)
-            and 6 <= len(sentence.split()) <= 40
-            and "$$" not in sentence
-            and len(alternatives) < max_alternatives
-        ):
-            alternatives.append(sentence)
+    for paragraph in re.split(r"\n\s*\n|:\s*\n", text):
+        paragraph = paragraph.strip()
+        if paragraph.startswith(("#", "[", "|", "\\begin")) or "\\begin{" in paragraph:
+            continue  # headings, figure placeholders, tables and display math
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())):
+            if (
+                _ALTERNATIVE.search(sentence)
+                and 6 <= len(sentence.split()) <= 40
+                and len(alternatives) < max_alternatives
+            ):
+                alternatives.append(sentence)
     counts: Counter[str] = Counter()
     lowered = text.lower()
     for metric, needle, pattern in _METRIC_PATTERNS:

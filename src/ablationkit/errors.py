@@ -7,6 +7,7 @@ Every error knows *where* it happened (a file, a line, a model) because a user r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class AblationKitError(Exception):
@@ -22,6 +23,14 @@ class AblationKitError(Exception):
     def one_line(self) -> str:
         text = " ".join(self.message.split())
         return f"{self.where}: {text}" if self.where else text
+
+
+def describe_validation(error: Any, prefix: str = "") -> str:
+    """The first problem of a pydantic ``ValidationError`` as ``<prefix><field.path>: <msg>``."""
+    problem = error.errors()[0]
+    loc = ".".join(str(p) for p in problem["loc"])
+    where = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+    return f"{where}: {problem['msg']}" if where else problem["msg"]
 
 
 class FormatError(AblationKitError):

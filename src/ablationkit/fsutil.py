@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
+
+
+def safe_name(text: str, default: str = "paper") -> str:
+    """A file-name-safe id: runs of other characters become one underscore."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or default
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ablationkit.errors import FormatError
+from ablationkit.errors import FormatError, describe_validation
 from ablationkit.schema import Ablation, Mode, Plan
 from ablationkit.trajectory import looks_like_trajectory, parse_trajectory, render_trajectory
 
@@ -28,13 +28,6 @@ InputFormat = Literal["trajectory", "plan-json", "ablation-list", "jsonl"]
 OutputFormat = Literal["json", "md"]
 OUTPUT_SUFFIX: dict[OutputFormat, str] = {"json": ".json", "md": ".md"}
 MAX_INPUT_BYTES = 64 * 1024 * 1024
-
-
-def _describe(error: ValidationError, prefix: str = "") -> str:
-    problem = error.errors()[0]
-    loc = ".".join(str(p) for p in problem["loc"])
-    where = f"{prefix}{loc}" if loc else prefix.rstrip(".")
-    return f"{where}: {problem['msg']}" if where else problem["msg"]
 
 
 def read_text(path: Path) -> str:
@@ -104,7 +97,7 @@ def _ablations(objects: Iterable[tuple[str, Any]]) -> list[Ablation]:
         try:
             ablations.append(Ablation.model_validate(obj))
         except ValidationError as exc:
-            raise FormatError(_describe(exc, f"{label}: ")) from None
+            raise FormatError(describe_validation(exc, f"{label}: ")) from None
     return ablations
 
 
@@ -148,7 +141,7 @@ def parse_plan_text(
         try:
             return Plan.model_validate(data)
         except ValidationError as exc:
-            raise FormatError(_describe(exc)) from None
+            raise FormatError(describe_validation(exc)) from None
     if fmt == "ablation-list":
         items = json.loads(text.lstrip("\ufeff"))
         ablations = _ablations((f"item {i}", obj) for i, obj in enumerate(items))
@@ -165,7 +158,7 @@ def parse_plan_text(
             ablations=ablations,
         )
     except ValidationError as exc:
-        raise FormatError(_describe(exc)) from None
+        raise FormatError(describe_validation(exc)) from None
 
 
 def paper_id_from_path(path: Path) -> str:

@@ -7,6 +7,7 @@ Field names follow AblationBench's JSONL (``name``, ``ablated_part``, ``action``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -97,6 +98,17 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
+
+    @classmethod
+    def total(cls, usages: Iterable[Usage | None]) -> Usage:
+        """Sum of several calls; the cost is unknown (None) if any part of it is."""
+        parts = list(usages)
+        costs = [u.cost_usd if u is not None else None for u in parts]
+        return cls(
+            prompt_tokens=sum(u.prompt_tokens for u in parts if u is not None),
+            completion_tokens=sum(u.completion_tokens for u in parts if u is not None),
+            cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+        )
 
 
 class Timings(BaseModel):

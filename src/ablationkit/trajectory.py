@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ablationkit.errors import TrajectoryFormatError
+from ablationkit.errors import TrajectoryFormatError, describe_validation
 from ablationkit.schema import Ablation, Mode, Plan, TrajectoryLayout
 from ablationkit.text_repair import repair_mojibake
 
@@ -363,10 +363,8 @@ def _build_ablation(raw: _RawAblation, where: str | None) -> Ablation:
             metrics=_metrics_value(raw.fields.get("metrics")),
         )
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        loc = ".".join(str(p) for p in problem["loc"])
         raise TrajectoryFormatError(
-            f'line {raw.line}: ablation "{raw.name}": {loc}: {problem["msg"]}', where=where
+            describe_validation(exc, f'line {raw.line}: ablation "{raw.name}": '), where=where
         ) from None
 
 
@@ -438,8 +436,6 @@ def parse_trajectory(text: str, *, where: str | None = None, mode: Mode | None =
             ablations=[_build_ablation(raw, where) for raw in raw_ablations],
         )
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        loc = ".".join(str(p) for p in problem["loc"])
-        raise TrajectoryFormatError(f"header: {loc}: {problem['msg']}", where=where) from None
+        raise TrajectoryFormatError(describe_validation(exc, "header: "), where=where) from None
     plan._layout = layout
     return plan

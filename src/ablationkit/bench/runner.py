@@ -17,7 +17,6 @@ others: failures are collected and listed at the end.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from typing import Any
 from ablationkit import __version__
 from ablationkit.bench.datasets import Instance, load_dataset
 from ablationkit.errors import AblationKitError
-from ablationkit.fsutil import atomic_write_text
+from ablationkit.fsutil import atomic_write_text, safe_name
 from ablationkit.judge.lm_judge import Judge, LMJudge, MajorityJudge
 from ablationkit.judge.metrics import aggregate
 from ablationkit.lm.client import LMClient
@@ -53,7 +52,7 @@ Progress = Callable[[str, int, int, float], None]  # (paper id, finished, total,
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+    return safe_name(text, "x")
 
 
 class Run:

@@ -188,12 +188,7 @@ class LMJudge:
         except AblationKitError as exc:
             result.error = exc.one_line()
             return result
-        costs = [r.cost for r in replies]
-        result.usage = Usage(
-            prompt_tokens=sum(r.usage.prompt_tokens for r in replies),
-            completion_tokens=sum(r.usage.completion_tokens for r in replies),
-            cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
-        )
+        result.usage = Usage.total(r.as_usage() for r in replies)
         return result
 
 
@@ -234,10 +229,5 @@ class MajorityJudge:
         ]
         result.votes = [v.matches for v in valid]
         result.reasoning = "\n\n".join(f"{v.judge}: {v.reasoning}" for v in valid)
-        costs = [v.usage.cost_usd if v.usage else None for v in verdicts]
-        result.usage = Usage(
-            prompt_tokens=sum(v.usage.prompt_tokens for v in verdicts if v.usage),
-            completion_tokens=sum(v.usage.completion_tokens for v in verdicts if v.usage),
-            cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
-        )
+        result.usage = Usage.total(v.usage for v in verdicts)
         return result

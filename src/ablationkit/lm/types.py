@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ablationkit.errors import AblationKitError
+from ablationkit.schema import Usage
 
 Message = dict[str, Any]
 
@@ -35,6 +36,14 @@ class Completion:
     cached: bool = False
     finish_reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def as_usage(self) -> Usage:
+        """This call's tokens and cost, as a plan or judgement records them."""
+        return Usage(
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            cost_usd=self.cost,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

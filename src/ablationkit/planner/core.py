@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit.errors import AblationKitError
+from ablationkit.fsutil import safe_name
 from ablationkit.lm.client import LMClient
 from ablationkit.lm.repair import RepairFailed, complete_and_parse
 from ablationkit.lm.routes import resolve
@@ -190,11 +191,11 @@ def paper_id_for(path: Path) -> str:
         except (ValueError, OSError):
             slug = None
         if isinstance(slug, str) and slug.strip():
-            return re.sub(r"[^A-Za-z0-9_.-]+", "_", slug).strip("_")
+            return safe_name(slug)
     stem = path.name if path.is_dir() else path.stem
     if path.is_dir() and stem in {"source", "src", "latex", "tex"}:
         stem = path.resolve().parent.name
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_") or "paper"
+    return safe_name(stem)
 
 
 @dataclass
@@ -322,7 +323,6 @@ def plan(
     prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
     generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
     latency = sum(r.latency for r in replies)
-    costs = [r.cost for r in replies]
     return Plan(
         planner=PLANNER_NAME,
         model=model,
@@ -330,11 +330,7 @@ def plan(
         mode=mode,
         reasoning=reasoning,
         ablations=ablations,
-        usage=Usage(
-            prompt_tokens=sum(r.usage.prompt_tokens for r in replies),
-            completion_tokens=sum(r.usage.completion_tokens for r in replies),
-            cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
-        ),
+        usage=Usage.total(r.as_usage() for r in replies),
         timings=Timings(
             load_s=round(load_seconds, 3),
             prompt_s=round(prompt_ms / 1000, 3) if prompt_ms else None,

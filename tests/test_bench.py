@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ablationkit.bench import Run, load_dataset, make_judge
+from ablationkit.bench.datasets import hub_instances
 from ablationkit.errors import FormatError
 from ablationkit.testing import FakeLLMServer, Reply
 
@@ -89,6 +90,57 @@ def test_datasets(papers_dir: Path, tmp_path: Path) -> None:
     bad.write_text('{"id": "a", "mode": "sideways"}\n', "utf-8")
     with pytest.raises(FormatError, match="line 1: not a dataset instance"):
         load_dataset(bad)
+
+
+def test_ablationbench_rows_map_to_instances(tmp_path: Path) -> None:
+    """Rows shaped as AblationBench's own harness reads them (its ``types.py`` and judges)."""
+    (tmp_path / "data" / "papers" / "p1").mkdir(parents=True)
+    (tmp_path / "data" / "papers" / "p1" / "main.tex").write_text(
+        "\\documentclass{article}\\title{Gated Things}\\begin{document}\\maketitle"
+        "\\begin{abstract}We gate.\\end{abstract}\\section{Method}A gate.\\end{document}",
+        "utf-8",
+    )
+    gt = [{"name": "No gate", "ablated_part": "gate", "action": "REMOVE", "metrics": ["acc"]}]
+    author_row = {
+        "id": "p1",
+        "paper_title": "Gated Things",
+        "paper_abstract": "We gate.",
+        "paper_path": "data/papers/p1",
+        "ablations_in_paper": json.dumps(gt),
+    }
+    [author] = hub_instances([author_row], "author", papers_root=tmp_path)
+    assert author.title == "Gated Things" and author.ground_truth[0].name == "No gate"
+    assert author.load().title == "Gated Things"
+    jsonl_row = {**author_row, "ablations_in_paper": json.dumps(gt[0]) + "\n" + json.dumps(gt[0])}
+    assert len(hub_instances([jsonl_row], "author")[0].ground_truth) == 2
+    with pytest.raises(FormatError, match="--papers-root"):
+        hub_instances([author_row], "author", papers_root=tmp_path / "elsewhere")[0].load()
+    with pytest.raises(FormatError, match=r"row 0.*'ablations_in_paper' is not JSON"):
+        hub_instances([{**author_row, "ablations_in_paper": "[{"}], "author")
+    with pytest.raises(FormatError, match="row 0: not an AblationBench row"):
+        hub_instances([{**author_row, "ablations_in_paper": '[{"name": 1}]'}], "author")
+
+    reviewer_row = {
+        "id": "r1",
+        "paper_title": "Gated Things",
+        "paper_abstract": "We gate.",
+        "paper_path": str(tmp_path / "data" / "papers" / "p1"),
+        "review_text": json.dumps(["Please ablate the gate.", "Try a wider encoder."]),
+        "num_ablation_suggestions": 3,
+    }
+    [reviewer] = hub_instances([reviewer_row], "reviewer")
+    assert reviewer.reviews == ["Please ablate the gate.", "Try a wider encoder."]
+    assert reviewer.target_count == 3 and not reviewer.ground_truth
+    dataset = tmp_path / "reviewer.jsonl"
+    dataset.write_text(reviewer.model_dump_json() + "\n", "utf-8")
+    with FakeLLMServer(responder=respond) as server:
+        run = Run(tmp_path / "run")
+        assert run.plan(dataset, model="m", api_base=server.url, k=2).done == ["r1"]
+        assert run.judge(make_judge(["m"], run.client, server.url)).done == ["r1"]
+        scores = run.score(resamples=10)
+    macro = scores["judges"]["lm:m"]["macro"]
+    # one of two suggestions appears in the reviews, which asked for three ablations
+    assert macro["precision"] == 0.5 and macro["recall"] == pytest.approx(1 / 3)
 
 
 def test_run_plan_judge_score_and_resume(tmp_path: Path) -> None:

@@ -246,3 +246,18 @@ def test_litellm_models_need_the_extra(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(ModelUnavailableError, match=r"pip install 'ablationkit\[cloud\]'"):
         lm.complete("hi", model="anthropic/claude-3-5-sonnet-20240620")
     assert os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP") == "True"  # set before any import
+
+
+def test_cache_writes_behind_but_reads_its_own_queue(tmp_path: Path) -> None:
+    from ablationkit.lm.types import Completion
+
+    cache = CompletionCache(tmp_path / "c.sqlite")
+    replies = [Completion(text=f"reply {i}", model="m") for i in range(200)]
+    for i, reply in enumerate(replies):
+        cache.put_later(f"k{i}", reply)
+    got = cache.get("k199")  # queued or written: either way it is found at once
+    assert got is not None and got.text == "reply 199"
+    cache.flush()
+    other = CompletionCache(tmp_path / "c.sqlite")  # another process's view of the file
+    assert len(other) == 200 and other.get("k7").text == "reply 7"  # type: ignore[union-attr]
+    cache.close()

@@ -373,6 +373,11 @@ def bench_plan(
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=256),
     limit: int | None = typer.Option(None, "--limit", min=1),
     ids: str | None = typer.Option(None, "--ids", help="Comma-separated instance ids."),
+    papers_root: Path | None = typer.Option(
+        None,
+        "--papers-root",
+        help="Where relative paper paths of hf: rows live (a checkout of AblationBench's repo).",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Count requests, tokens and cost; call no model."
     ),
@@ -393,6 +398,7 @@ def bench_plan(
                 k=k,
                 ids=id_list,
                 limit=limit,
+                papers_root=papers_root,
             )
             _write_stdout(json.dumps(summary, indent=2) + "\n")
             return
@@ -407,6 +413,7 @@ def bench_plan(
                 api_base=api_base,
                 ids=id_list,
                 limit=limit,
+                papers_root=papers_root,
                 progress=update,
             )
     _report(report)

@@ -217,6 +217,9 @@ class Judgement(BaseModel):
     votes: list[list[Match]] | None = None
     error: str | None = None
     usage: Usage | None = None
+    # Reviewer mode judged against raw reviews (no named targets): how many ablations the
+    # reviewers asked for, as AblationBench's ``num_ablation_suggestions``.
+    target_count: int | None = None
 
     def matched_planned(self) -> set[int]:
         return {m.planned for m in self.matches if m.planned < self.k}

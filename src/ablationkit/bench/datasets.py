@@ -6,20 +6,21 @@
 * a directory of papers laid out like ``../shared/papers``: one folder per paper with
   ``ground_truth.jsonl`` and ``meta.json`` and the paper as ``source/`` or ``paper.pdf``;
 * ``sample``: the small dataset shipped with the package;
-* ``hf:<name>[:split]``: AblationBench's datasets on the Hugging Face hub through
+* ``hf:<name>[:split]``: AblationBench's datasets on the Hugging Face hub (see
+  ``hub_instances``) through
   ``datasets`` (optional), when they are cached here or the hub is reachable.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ablationkit.errors import FormatError
+from ablationkit.errors import FormatError, describe_validation
 from ablationkit.schema import Ablation, Mode
 
 
@@ -32,6 +33,8 @@ class Instance(BaseModel):
     path: str | None = None
     ground_truth: list[Ablation] = Field(default_factory=list)
     reviews: list[str] = Field(default_factory=list)
+    # Reviewer mode without named targets: how many ablations the reviewers asked for.
+    target_count: int | None = None
 
     def load(self) -> Any:
         """The paper as a ``Paper`` (from its file, or from the markdown text)."""
@@ -39,6 +42,12 @@ class Instance(BaseModel):
         from ablationkit.papers.markdown import load_markdown
 
         if self.path:
+            if not Path(self.path).exists():
+                raise FormatError(
+                    "paper not found (for AblationBench rows, pass --papers-root: a checkout of "
+                    "its repository)",
+                    where=self.path,
+                )
             return load_paper(self.path)
         if self.text:
             paper = load_markdown(self.text, source=self.id)
@@ -102,7 +111,7 @@ def _from_papers_dir(root: Path, mode: Mode) -> list[Instance]:
     return instances
 
 
-def _from_hub(spec: str, mode: Mode | None) -> list[Instance]:
+def _from_hub(spec: str, mode: Mode | None, papers_root: Path | None) -> list[Instance]:
     name, _, split = spec.removeprefix("hf:").partition(":")
     try:
         import datasets
@@ -118,30 +127,68 @@ def _from_hub(spec: str, mode: Mode | None) -> list[Instance]:
             where=spec,
         ) from None
     hub_mode: Mode = mode or ("reviewer" if "review" in name else "author")
-    return [_hub_instance(dict(row), index, hub_mode) for index, row in enumerate(rows)]
+    return hub_instances((dict(row) for row in rows), hub_mode, papers_root=papers_root)
 
 
-def _hub_instance(row: dict[str, Any], index: int, mode: Mode) -> Instance:
-    """AblationBench rows: paper id/title/abstract/markdown and ablations (JSON or JSONL)."""
+def _json_records(value: Any, field: str, where: str) -> list[Any]:
+    """AblationBench stores lists as JSON text (an array, or one object per line)."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, str):
+        return list(value)
+    try:
+        parsed = json.loads(value)
+        return parsed if isinstance(parsed, list) else [parsed]
+    except json.JSONDecodeError:
+        pass
+    try:
+        return [json.loads(line) for line in value.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"field {field!r} is not JSON ({exc.msg})", where=where) from None
 
-    def first(*keys: str) -> Any:
-        return next((row[k] for k in keys if row.get(k) not in (None, "")), None)
 
-    truth = first("ablations", "ground_truth", "gt_ablations", "missing_ablations") or []
-    if isinstance(truth, str):
-        truth = [json.loads(line) for line in truth.splitlines() if line.strip()]
-    reviews = first("reviews", "review") or []
-    if isinstance(reviews, str):
-        reviews = [reviews]
-    return Instance(
-        id=str(first("id", "paper_id", "instance_id", "paper_name") or index),
-        mode=mode,
-        title=str(first("title", "paper_title") or ""),
-        abstract=str(first("abstract", "problem_statement") or ""),
-        text=first("paper", "text", "paper_text", "markdown", "paper_source"),
-        ground_truth=[Ablation.model_validate(a) for a in truth],
-        reviews=list(reviews),
-    )
+def hub_instances(
+    rows: Iterable[dict[str, Any]], mode: Mode, *, papers_root: Path | None = None
+) -> list[Instance]:
+    """Instances from rows of AblationBench's datasets.
+
+    The fields are the ones AblationBench's own harness reads: ``id``, ``paper_title``,
+    ``paper_abstract``, ``paper_path`` (a LaTeX folder, relative to a checkout of its repository:
+    ``papers_root``), ``ablations_in_paper`` (author mode: the ground truth, JSON text) and
+    ``review_text`` (reviewer mode: the reviews, JSON text) with ``num_ablation_suggestions`` (how
+    many missing ablations the reviewers asked for: the recall denominator AblationBench uses).
+    """
+    instances: list[Instance] = []
+    for index, row in enumerate(rows):
+        where = f"row {index}"
+        paper_path = row.get("paper_path")
+        if paper_path and papers_root is not None and not Path(paper_path).is_absolute():
+            paper_path = str(papers_root / paper_path)
+        count = row.get("num_ablation_suggestions")
+        try:
+            instances.append(
+                Instance(
+                    id=str(row.get("id") or index),
+                    mode=mode,
+                    title=str(row.get("paper_title") or ""),
+                    abstract=str(row.get("paper_abstract") or ""),
+                    text=row.get("paper_text") or None,
+                    path=paper_path or None,
+                    ground_truth=_json_records(
+                        row.get("ablations_in_paper"), "ablations_in_paper", where
+                    ),
+                    reviews=[
+                        r if isinstance(r, str) else json.dumps(r)
+                        for r in _json_records(row.get("review_text"), "review_text", where)
+                    ],
+                    target_count=int(count) if count not in (None, "") else None,
+                )
+            )
+        except ValidationError as exc:
+            raise FormatError(
+                f"not an AblationBench row ({describe_validation(exc)})", where=where
+            ) from None
+    return instances
 
 
 def load_dataset(
@@ -150,13 +197,17 @@ def load_dataset(
     mode: Mode | None = None,
     ids: Sequence[str] | None = None,
     limit: int | None = None,
+    papers_root: str | Path | None = None,
 ) -> list[Instance]:
-    """Instances from a JSONL file, a papers directory, ``sample`` or ``hf:<name>``."""
+    """Instances from a JSONL file, a papers directory, ``sample`` or ``hf:<name>``.
+
+    ``papers_root`` resolves the relative ``paper_path`` of AblationBench's hub rows.
+    """
     text = str(spec)
     if text == "sample":
         instances = _from_jsonl(sample_dataset_path())
     elif text.startswith("hf:"):
-        instances = _from_hub(text, mode)
+        instances = _from_hub(text, mode, Path(papers_root) if papers_root else None)
     else:
         path = Path(spec)
         if path.is_dir():

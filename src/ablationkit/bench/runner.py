@@ -112,6 +112,7 @@ class Run:
             mode=config.get("mode"),
             ids=config.get("ids"),
             limit=config.get("limit"),
+            papers_root=config.get("papers_root"),
         )
 
     # ------------------------------------------------------------------ stages
@@ -131,13 +132,16 @@ class Run:
         api_base: str | None = None,
         ids: Sequence[str] | None = None,
         limit: int | None = None,
+        papers_root: str | Path | None = None,
         progress: Progress | None = None,
         **params: Any,
     ) -> StageReport:
         """Plan every instance that has no plan yet."""
         from ablationkit.planner import plan as make_plan
 
-        instances = load_dataset(dataset, mode=mode, ids=ids, limit=limit)  # type: ignore[arg-type]
+        instances = load_dataset(
+            dataset, mode=mode, ids=ids, limit=limit, papers_root=papers_root  # type: ignore[arg-type]
+        )
         self._record(
             "plan",
             {
@@ -148,6 +152,7 @@ class Run:
                 "api_base": api_base,
                 "ids": list(ids) if ids else None,
                 "limit": limit,
+                "papers_root": str(papers_root) if papers_root else None,
                 "params": params,
             },
         )
@@ -187,6 +192,8 @@ class Run:
             verdict = judge.judge(
                 plan, instance.ground_truth, reviews=instance.reviews, title=instance.title, k=k
             )
+            if not verdict.targets and instance.target_count:
+                verdict.target_count = instance.target_count
             atomic_write_text(path(instance.id), verdict.model_dump_json(indent=2) + "\n")
             if verdict.error:
                 raise AblationKitError(f"judge: {verdict.error}")
@@ -271,6 +278,7 @@ class Run:
                         len(instances),
                         self.client.usage.cost_usd - cost_before,
                     )
+        self.client.flush()  # a finished stage's replies are on disk before it reports
         report.cost_usd = self.client.usage.cost_usd - cost_before
         report.seconds = time.perf_counter() - start
         failures = self.dir / "failures.json"
@@ -305,6 +313,7 @@ def dry_run(
     k: int = 5,
     ids: Sequence[str] | None = None,
     limit: int | None = None,
+    papers_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """What a plan stage would send: requests, estimated prompt tokens and cost."""
     from ablationkit.lm.pricing import cost
@@ -314,7 +323,9 @@ def dry_run(
     from ablationkit.planner.core import REPLY_TOKENS, render_messages
     from ablationkit.planner.hints import extract_hints
 
-    instances = load_dataset(dataset, mode=mode, ids=ids, limit=limit)  # type: ignore[arg-type]
+    instances = load_dataset(
+        dataset, mode=mode, ids=ids, limit=limit, papers_root=papers_root  # type: ignore[arg-type]
+    )
     prompt_tokens = 0
     failed: dict[str, str] = {}
     for instance in instances:

@@ -38,12 +38,18 @@ def score_judgement(judgement: Judgement) -> PaperScore | None:
     """The paper's score at the judgement's k; None for a judgement that failed."""
     if judgement.error is not None:
         return None
+    matched_planned = len(judgement.matched_planned())
+    if judgement.targets or not judgement.target_count:
+        targets, matched_targets = len(judgement.targets), len(judgement.matched_targets())
+    else:  # only a count of requests: AblationBench's overlap, capped at that count
+        targets = judgement.target_count
+        matched_targets = min(matched_planned, targets)
     return PaperScore(
         paper_id=judgement.paper_id,
         planned=min(judgement.k, len(judgement.planned)),
-        matched_planned=len(judgement.matched_planned()),
-        targets=len(judgement.targets),
-        matched_targets=len(judgement.matched_targets()),
+        matched_planned=matched_planned,
+        targets=targets,
+        matched_targets=matched_targets,
     )
 
 

@@ -131,7 +131,7 @@ class LMClient:
         key = request_key(route.model_id, route.base_url, chat, params, schema)
         use_cache = cache and self._cache is not None and route.kind != "replay"
         if use_cache and self._cache is not None:
-            hit = await asyncio.to_thread(self._cache.get, key)
+            hit = self._cache.get(key)  # an indexed read: cheaper than a thread hop
             if hit is not None:
                 hit.cached, hit.cost, hit.latency = True, 0.0, 0.0
                 if on_token is not None:
@@ -150,7 +150,9 @@ class LMClient:
                 route, chat, schema, params, timeout or self.timeout, on_token
             )
         if use_cache and self._cache is not None:
-            await asyncio.to_thread(self._cache.put, key, completion)
+            # written by the cache's own thread: a commit per reply through the loop's
+            # executor added ~100 ms to every request at 50 in flight
+            self._cache.put_later(key, completion)
         if self._recorder is not None:
             self._recorder.record(replay_key, completion)
         self._count(completion)
@@ -159,8 +161,10 @@ class LMClient:
     def complete(
         self, messages: str | list[Message], model: str = "local", **kwargs: Any
     ) -> Completion:
-        """``acomplete`` for synchronous code."""
-        return self.run_sync(self.acomplete(messages, model, **kwargs))
+        """``acomplete`` for synchronous code; the reply is in the cache when it returns."""
+        completion = self.run_sync(self.acomplete(messages, model, **kwargs))
+        self.flush()  # waits here, in the caller's thread, never on the event loop
+        return completion
 
     def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine that uses this client from synchronous code.
@@ -242,11 +246,18 @@ class LMClient:
             del self._semaphores[key]
 
     async def aclose(self) -> None:
-        """Close the HTTP clients this event loop opened."""
+        """Close the HTTP clients this event loop opened, once the cache has every reply."""
+        await asyncio.to_thread(self.flush)
         await self._close_loop_clients()
+
+    def flush(self) -> None:
+        """Wait until every reply is written to the cache."""
+        if self._cache is not None:
+            self._cache.flush()
 
     def close(self) -> None:
         """Close everything the synchronous calls opened, and their event loop."""
+        self.flush()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._close_loop_clients(), loop).result()

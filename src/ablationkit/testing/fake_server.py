@@ -50,6 +50,14 @@ def _words(messages: Any) -> int:
     return total
 
 
+class _Listener(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 50 new connections overflows it,
+    # the kernel drops the SYNs and clients retry after 1 s, then 3 s, which a benchmark then
+    # reads as the client's overhead. A real provider's front end accepts such bursts.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class FakeLLMServer:
     """``with FakeLLMServer(["first reply", Reply(status=429, headers=...)]) as server:``.
 
@@ -82,8 +90,7 @@ class FakeLLMServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Listener((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle

@@ -140,7 +140,11 @@ class Run:
         from ablationkit.planner import plan as make_plan
 
         instances = load_dataset(
-            dataset, mode=mode, ids=ids, limit=limit, papers_root=papers_root  # type: ignore[arg-type]
+            dataset,
+            mode=mode,
+            ids=ids,
+            limit=limit,
+            papers_root=papers_root,  # type: ignore[arg-type]
         )
         self._record(
             "plan",
@@ -324,7 +328,11 @@ def dry_run(
     from ablationkit.planner.hints import extract_hints
 
     instances = load_dataset(
-        dataset, mode=mode, ids=ids, limit=limit, papers_root=papers_root  # type: ignore[arg-type]
+        dataset,
+        mode=mode,
+        ids=ids,
+        limit=limit,
+        papers_root=papers_root,  # type: ignore[arg-type]
     )
     prompt_tokens = 0
     failed: dict[str, str] = {}

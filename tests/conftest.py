@@ -53,3 +53,23 @@ def corpus_files() -> list[Path]:
 def seed_files() -> list[Path]:
     root = SHARED / "seeds"
     return sorted(root.glob("*.txt")) if root.exists() else []
+
+
+@pytest.fixture(scope="session")
+def judged_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two runs planned and judged through the fake server: four toy papers (author mode) and
+    the bundled sample dataset (both modes)."""
+    from ablationkit.bench import Run, make_judge
+    from ablationkit.testing import FakeLLMServer
+    from fakes import respond, tiny_dataset
+
+    root = tmp_path_factory.mktemp("runs")
+    dataset = tiny_dataset(root / "toy.jsonl", 4)
+    runs = []
+    with FakeLLMServer(responder=respond) as server:
+        for name, data in (("toy-run", dataset), ("sample-run", "sample")):
+            run = Run(root / name)
+            run.plan(data, model=f"model-{name}", api_base=server.url, k=2)
+            run.judge(make_judge(["judge-model"], run.client, server.url))
+            runs.append(root / name)
+    return runs

@@ -15,59 +15,7 @@ from ablationkit.bench import Run, load_dataset, make_judge
 from ablationkit.bench.datasets import hub_instances
 from ablationkit.errors import FormatError
 from ablationkit.testing import FakeLLMServer, Reply
-
-PLAN = {
-    "reasoning": "r",
-    "ablations": [
-        {
-            "name": "Drop the gate",
-            "ablated_part": "the gate",
-            "action": "REMOVE",
-            "replacement": None,
-            "metrics": ["accuracy"],
-        },
-        {
-            "name": "Other encoder",
-            "ablated_part": "the encoder",
-            "action": "REPLACE",
-            "replacement": ["LSTM"],
-            "metrics": ["accuracy"],
-        },
-    ],
-}
-VERDICT = {"reasoning": "first matches", "matches": [{"planned": 0, "ground_truth": 0}]}
-
-
-def respond(body: dict) -> str:  # type: ignore[type-arg]
-    schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
-    return json.dumps(VERDICT if "matches" in schema.get("properties", {}) else PLAN)
-
-
-def tiny_dataset(path: Path, n: int) -> Path:
-    with path.open("w", encoding="utf-8") as handle:
-        for i in range(n):
-            handle.write(
-                json.dumps(
-                    {
-                        "id": f"paper-{i:03d}",
-                        "mode": "author",
-                        "title": f"Paper {i}",
-                        "text": f"# Paper {i}\n\n## Abstract\n\nWe gate things ({i}).\n\n"
-                        f"## 1 Method\n\nA gate and an encoder, variant {i}.\n\n"
-                        "## 2 Experiments\n\nIt works.\n",
-                        "ground_truth": [
-                            {
-                                "name": "Gate",
-                                "ablated_part": "the gate",
-                                "action": "REMOVE",
-                                "metrics": ["accuracy"],
-                            }
-                        ],
-                    }
-                )
-                + "\n"
-            )
-    return path
+from fakes import respond, tiny_dataset
 
 
 def test_datasets(papers_dir: Path, tmp_path: Path) -> None:

@@ -473,6 +473,56 @@ def bench_score(run_dir: Path = typer.Option(..., "--run", help="Run directory."
     Console().print(table)
 
 
+@app.command("site")
+def site(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories (from `bench`)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Site directory (empty, or a site)."),
+    resamples: int = typer.Option(1000, "--resamples", min=0, help="Bootstrap resamples."),
+) -> None:
+    """A static site of runs: leaderboard per mode and one page per paper (works offline)."""
+    from ablationkit.site import build_site
+
+    with _user_errors():
+        report = build_site(run_dirs, out, resamples=resamples)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"{report.pages} pages from {len(report.runs)} runs: {out / 'index.html'}")
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback)."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535),
+    model: str = typer.Option("local", "--model", help="Default model offered in the page."),
+    api_base: str | None = typer.Option(None, "--api-base", help="OpenAI-compatible server."),
+    k: int = typer.Option(5, "-k", min=1, max=20),
+    max_upload_mb: int = typer.Option(50, "--max-upload-mb", min=1, max=1024),
+    extra_models: list[str] = typer.Option([], "--offer-model", help="More models to offer."),
+) -> None:
+    """A local web app: upload or paste a paper, watch the plan stream, edit it, download it."""
+    try:
+        from ablationkit.app import AppSettings
+        from ablationkit.app import serve as run_app
+    except ImportError:
+        raise _fail("the web app needs: pip install 'ablationkit[app]'", 2) from None
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        typer.echo(
+            f"warning: binding {host}: anyone who reaches it can spend your model calls",
+            err=True,
+        )
+    settings = AppSettings(
+        model=model,
+        api_base=api_base,
+        k=k,
+        max_upload_mb=max_upload_mb,
+        host=host,
+        port=port,
+        models=extra_models,
+    )
+    typer.echo(f"AblationKit app on http://{host}:{port}/ (Ctrl-C stops it)")
+    run_app(settings)
+
+
 @app.command("eval-judge")
 def eval_judge(
     labels: Path = typer.Argument(..., help="JSONL of human-labelled plans (see README)."),

@@ -1,0 +1,161 @@
+"""``build_site``: run directories in, a static site out (no CDN, works from ``file://``).
+
+Pages are rendered with jinja2 (autoescaped: plans are model output). Data the scripts need
+(matches to draw, filter values) is embedded in each page as JSON, so nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ablationkit import __version__
+from ablationkit.errors import AblationKitError
+from ablationkit.fsutil import atomic_write_text
+from ablationkit.judge.metrics import score_judgement
+from ablationkit.site.collect import PaperEntry, RunData, Score, load_run, scores
+from ablationkit.trajectory import PLAN_HEADING, PLAN_STYLES, REASONING_HEADING, REASONING_STYLE
+
+MARKER = ".ablationkit-site"
+
+
+@dataclass
+class SiteReport:
+    out_dir: Path
+    pages: int
+    runs: list[str]
+    leaderboard: list[Score]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ablationkit.site", "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.1f}"
+    env.filters["usd"] = lambda v: "—" if v is None else f"${v:,.4f}" if v < 1 else f"${v:,.2f}"
+    env.filters["ci"] = lambda v: "" if not v else f"{100 * v[0]:.1f}–{100 * v[1]:.1f}"
+    env.globals["paper_score"] = score_judgement
+    return env
+
+
+def _style_css() -> str:
+    """The trajectory boxes' own colours, so the site looks like the markdown it mirrors."""
+    parts = [
+        f".box.reasoning{{--light:{REASONING_STYLE.light};--mid:{REASONING_STYLE.mid};"
+        f"--border:{REASONING_STYLE.border};--title:{REASONING_STYLE.title}}}"
+    ]
+    for mode, style in PLAN_STYLES.items():
+        parts.append(
+            f".box.plan.{mode}{{--light:{style.light};--mid:{style.mid};"
+            f"--border:{style.border};--title:{style.title}}}"
+        )
+    return "\n".join(parts) + "\n"
+
+
+def _prepare_out(out_dir: Path) -> None:
+    """An empty directory or an earlier site of ours (cleared); never someone else's files."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise AblationKitError("exists and is not a directory", where=out_dir)
+        if any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+            raise AblationKitError(
+                "not empty and not a site built by ablationkit: choose an empty directory",
+                where=out_dir,
+            )
+        for child in ("runs", "assets", "index.html"):
+            target = out_dir / child
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / MARKER, f"built by ablationkit {__version__}\n")
+
+
+def _matches(entry: PaperEntry) -> dict[str, list[list[int]]]:
+    """Per judge, the ``[planned, target]`` pairs within its k (what the page draws)."""
+    return {
+        judge: sorted({(m.planned, m.target) for m in verdict.matches if m.planned < verdict.k})
+        for judge, verdict in entry.judgements.items()
+        if verdict.error is None
+    }
+
+
+def build_site(
+    run_dirs: Sequence[str | Path], out_dir: str | Path, *, resamples: int = 1000
+) -> SiteReport:
+    """Render the leaderboard and one page per paper and run into ``out_dir``."""
+    if not run_dirs:
+        raise AblationKitError("give at least one run directory")
+    runs: list[RunData] = []
+    used: set[str] = set()
+    for path in run_dirs:
+        run = load_run(path)
+        base, n = run.slug, 2
+        while run.slug in used:  # two runs named alike (a/run, b/run): keep both
+            run.slug, n = f"{base}-{n}", n + 1
+        used.add(run.slug)
+        runs.append(run)
+    rows = [row for run in runs for row in scores(run, resamples=resamples)]
+    rows.sort(key=lambda r: (r.mode, -r.macro["f1"], r.run, r.judge))
+    out = Path(out_dir)
+    _prepare_out(out)
+    env = _environment()
+    assets = out / "assets"
+    assets.mkdir(exist_ok=True)
+    package = resources.files("ablationkit.site") / "assets"
+    atomic_write_text(assets / "site.css", _style_css() + (package / "site.css").read_text("utf-8"))
+    atomic_write_text(assets / "site.js", (package / "site.js").read_text("utf-8"))
+    common = {
+        "version": __version__,
+        "reasoning_heading": REASONING_HEADING,
+        "plan_heading": PLAN_HEADING,
+        "models": sorted({r.model for r in runs}),
+        "modes": sorted({m for r in runs for m in r.modes()}),
+    }
+    pages = 0
+    for run in runs:
+        for entry in run.papers:
+            html = env.get_template("paper.html.j2").render(
+                **common,
+                root="../../",
+                run=run,
+                paper=entry,
+                targets=entry.targets(),
+                matches=_matches(entry),
+            )
+            page = out / "runs" / run.slug / f"{entry.slug}.html"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(page, html)
+            pages += 1
+    papers = sorted(
+        ((run, entry) for run in runs for entry in run.papers),
+        key=lambda pair: (pair[1].paper_id, pair[0].name),
+    )
+    index = env.get_template("index.html.j2").render(
+        **common,
+        root="",
+        runs=runs,
+        leaderboard=rows,
+        papers=papers,
+        warnings=[f"{run.name}: {w}" for run in runs for w in run.warnings],
+    )
+    atomic_write_text(out / "index.html", index)
+    return SiteReport(
+        out_dir=out,
+        pages=pages + 1,
+        runs=[r.name for r in runs],
+        leaderboard=rows,
+        warnings=[f"{run.name}: {w}" for run in runs for w in run.warnings],
+    )

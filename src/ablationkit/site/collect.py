@@ -1,0 +1,219 @@
+"""Read run directories (``bench plan|judge``) into what the site shows: plans, ground truth,
+judgements and per-mode scores. Reads only; a run that cannot be read says why."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ablationkit.errors import AblationKitError, FormatError, describe_validation
+from ablationkit.fsutil import safe_name
+from ablationkit.judge.metrics import aggregate
+from ablationkit.schema import Ablation, Judgement, Mode, Plan
+
+
+@dataclass
+class PaperEntry:
+    """One paper of one run: its plan (None when planning failed) and every judge's verdict."""
+
+    paper_id: str
+    mode: Mode
+    title: str = ""
+    plan: Plan | None = None
+    truth: list[Ablation] = field(default_factory=list)
+    truth_names: list[str] = field(default_factory=list)
+    reviews: list[str] = field(default_factory=list)
+    judgements: dict[str, Judgement] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def slug(self) -> str:
+        return safe_name(self.paper_id, "paper")
+
+    def targets(self) -> list[str]:
+        """Ground-truth names: from the dataset, else as the judges saw them."""
+        if self.truth:
+            return [a.name for a in self.truth]
+        return self.truth_names
+
+
+@dataclass
+class Score:
+    """A leaderboard row: one run, one judge, one mode."""
+
+    run: str
+    run_slug: str
+    model: str
+    judge: str
+    mode: Mode
+    k: int | None
+    papers: int
+    errors: int
+    macro: dict[str, float]
+    micro: dict[str, float]
+    ci95: dict[str, list[float]]
+    plan_cost_usd: float | None
+    judge_cost_usd: float | None
+
+
+@dataclass
+class RunData:
+    name: str
+    slug: str
+    path: Path
+    model: str
+    dataset: str | None
+    k: int | None
+    papers: list[PaperEntry]
+    judges: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def modes(self) -> list[Mode]:
+        return sorted({p.mode for p in self.papers})  # type: ignore[return-value]
+
+
+def _read_model(path: Path, model: type[Plan] | type[Judgement]) -> Any:
+    try:
+        return model.model_validate_json(path.read_text("utf-8"))
+    except ValidationError as exc:
+        raise FormatError(
+            f"not a {model.__name__} ({describe_validation(exc)})", where=path
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"cannot read ({exc})", where=path) from None
+
+
+def _dataset_instances(config: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """The run's instances by id, or nothing when the dataset cannot be loaded here."""
+    from ablationkit.bench.datasets import load_dataset
+
+    if not config.get("dataset"):
+        return {}
+    try:
+        instances = load_dataset(
+            config["dataset"],
+            mode=config.get("mode"),
+            ids=config.get("ids"),
+            limit=config.get("limit"),
+            papers_root=config.get("papers_root"),
+        )
+    except AblationKitError as exc:
+        warnings.append(
+            f"dataset not readable here ({exc.one_line()}): ground truth shown by name only"
+        )
+        return {}
+    return {i.id: i for i in instances}
+
+
+def load_run(path: str | Path, *, slug: str | None = None) -> RunData:
+    """A run directory as the site shows it."""
+    root = Path(path)
+    manifest_path = root / "run.json"
+    if not manifest_path.is_file():
+        raise FormatError("not a run directory (no run.json)", where=root)
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+        config: dict[str, Any] = manifest["stages"].get("plan", {}).get("config") or {}
+    except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+        raise FormatError(f"broken run.json ({exc})", where=manifest_path) from None
+    warnings: list[str] = []
+    instances = _dataset_instances(config, warnings)
+    failures_path = root / "failures.json"
+    failures: dict[str, str] = {}
+    if failures_path.is_file():
+        failures = json.loads(failures_path.read_text("utf-8")).get("plan", {})
+
+    papers: dict[str, PaperEntry] = {}
+    plan_dir = root / "plans"
+    for plan_file in sorted(plan_dir.glob("*.json")) if plan_dir.is_dir() else []:
+        plan: Plan = _read_model(plan_file, Plan)
+        instance = instances.get(plan.paper_id)
+        papers[plan.paper_id] = PaperEntry(
+            paper_id=plan.paper_id,
+            mode=plan.mode,
+            title=instance.title if instance else "",
+            plan=plan,
+            truth=list(instance.ground_truth) if instance else [],
+            reviews=list(instance.reviews) if instance else [],
+        )
+    for paper_id, error in failures.items():
+        if paper_id not in papers:
+            instance = instances.get(paper_id)
+            papers[paper_id] = PaperEntry(
+                paper_id=paper_id,
+                mode=instance.mode if instance else (config.get("mode") or "author"),
+                title=instance.title if instance else "",
+                truth=list(instance.ground_truth) if instance else [],
+                failure=error,
+            )
+    judges: list[str] = []
+    judgement_root = root / "judgements"
+    for directory in sorted(judgement_root.iterdir()) if judgement_root.is_dir() else []:
+        for verdict_file in sorted(directory.glob("*.json")):
+            verdict: Judgement = _read_model(verdict_file, Judgement)
+            entry = papers.get(verdict.paper_id)
+            if entry is None:
+                continue
+            entry.judgements[verdict.judge] = verdict
+            if not entry.truth_names:
+                entry.truth_names = list(verdict.targets)
+            if verdict.judge not in judges:
+                judges.append(verdict.judge)
+    model = config.get("model") or next(
+        (p.plan.model for p in papers.values() if p.plan), "unknown"
+    )
+    return RunData(
+        name=root.resolve().name,
+        slug=slug or safe_name(root.resolve().name, "run"),
+        path=root,
+        model=model,
+        dataset=config.get("dataset"),
+        k=config.get("k"),
+        papers=sorted(papers.values(), key=lambda p: p.paper_id),
+        judges=judges,
+        warnings=warnings,
+    )
+
+
+def _cost(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+
+
+def scores(run: RunData, *, resamples: int = 1000) -> list[Score]:
+    """Leaderboard rows of a run: one per judge and mode, with 95% bootstrap intervals."""
+    rows: list[Score] = []
+    for judge in run.judges:
+        for mode in run.modes():
+            papers = [p for p in run.papers if p.mode == mode and judge in p.judgements]
+            if not papers:
+                continue
+            summary = aggregate([p.judgements[judge] for p in papers], resamples=resamples)
+            rows.append(
+                Score(
+                    run=run.name,
+                    run_slug=run.slug,
+                    model=run.model,
+                    judge=judge,
+                    mode=mode,
+                    k=run.k,
+                    papers=summary["papers"],
+                    errors=summary["errors"],
+                    macro=summary["macro"],
+                    micro=summary["micro"],
+                    ci95=summary["macro_ci95"],
+                    plan_cost_usd=_cost(
+                        [p.plan.usage.cost_usd if p.plan and p.plan.usage else None for p in papers]
+                    ),
+                    judge_cost_usd=_cost(
+                        [
+                            j.usage.cost_usd if (j := p.judgements[judge]).usage else None
+                            for p in papers
+                        ]
+                    ),
+                )
+            )
+    return rows

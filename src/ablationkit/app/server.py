@@ -87,6 +87,10 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def index() -> str:
         return page
 
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return Response(status_code=204)  # no icon, and no 404 in the browser console
+
     @app.get("/api/config")
     async def config() -> dict[str, Any]:
         models = list(dict.fromkeys([settings.model, *settings.models]))

@@ -30,6 +30,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     fault: Fault | None = None
+    piece_delay: float = 0.0  # between streamed pieces, to watch a reply arrive
     finish_reason: str = "stop"
     usage: dict[str, int] | None = None
 
@@ -289,6 +290,8 @@ class FakeLLMServer:
                     }
                 )
                 for number, piece in enumerate(pieces):
+                    if reply.piece_delay and number:
+                        time.sleep(reply.piece_delay)
                     if reply.fault == "truncate" and number >= max(1, len(pieces) // 2):
                         return  # the connection closes mid-stream, no [DONE]
                     send(

@@ -135,6 +135,19 @@ def test_one_failing_paper_never_stops_the_others(tmp_path: Path) -> None:
         assert rerun.done == ["paper-003"] and len(rerun.skipped) == 4
 
 
+def test_a_paper_that_cannot_be_read_fails_alone(tmp_path: Path) -> None:
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 3)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7 and then nothing")
+    with dataset.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "broken", "path": str(broken)}) + "\n")
+    with FakeLLMServer(responder=respond) as server:
+        report = Run(tmp_path / "run", concurrency=4).plan(dataset, model="m", api_base=server.url)
+        assert sorted(report.done) == ["paper-000", "paper-001", "paper-002"]
+        assert list(report.failed) == ["broken"] and "broken.pdf" in report.failed["broken"]
+        assert len(server.requests) == 3  # the unreadable paper cost no model call
+
+
 def test_killed_run_resumes_without_repeating_calls(cli: str, tmp_path: Path) -> None:
     dataset = tiny_dataset(tmp_path / "data.jsonl", 12)
     run_dir = tmp_path / "run"

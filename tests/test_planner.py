@@ -13,10 +13,13 @@ from ablationkit.planner import (
     PlanError,
     PlanProgress,
     ReplyParseError,
+    aplan,
+    complete_plan,
     extract_hints,
     merge_duplicates,
     parse_plan_reply,
     plan,
+    prepare_plan,
 )
 from ablationkit.schema import Ablation
 from ablationkit.testing import FakeLLMServer
@@ -87,6 +90,26 @@ def test_good_reply(fake_llm: FakeLLMServer, sample, tmp_path: Path) -> None:  #
     assert "## 3 Method" in user and "Answer-likelihood distillation" in user
     assert "Ablation study" not in user and "Removing the diversity term" not in user
     assert "\\lambda = 0.3" in user  # the paper's hyper-parameters are given as facts
+
+
+def test_prepared_and_async_plans_send_the_same_request(
+    fake_llm: FakeLLMServer, sample, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    fake_llm.script(json.dumps(GOOD), json.dumps(GOOD), json.dumps(GOOD))
+    client = LMClient(cache=False, timeout=10)
+    whole = plan(sample, "author", 3, "m", client=client, api_base=fake_llm.url, paper_id="x")
+    request = prepare_plan(sample, "author", 3, "m", client=client, api_base=fake_llm.url)
+    assert not fake_llm.requests[1:]  # preparing calls no model
+    halves = complete_plan(request, client=client)
+    awaited = asyncio.run(
+        aplan(sample, "author", 3, "m", client=LMClient(cache=False), api_base=fake_llm.url)
+    )
+    sent = [r["messages"] for r in fake_llm.requests]
+    assert sent[0] == sent[1] == sent[2]
+    assert whole.ablations == halves.ablations == awaited.ablations
+    assert halves.paper_id == awaited.paper_id and halves.paper_id.startswith("KESTREL")
 
 
 def test_reviewer_mode_reads_the_whole_paper(

@@ -141,9 +141,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             loop.call_soon_threadsafe(queue.put_nowait, _event(kind, **data))
 
         progress = PlanProgress(
-            on_stage=lambda message: push(
-                "stage", message=message.replace(f"{workdir.name}/", "")
-            ),
+            on_stage=lambda message: push("stage", message=message.replace(f"{workdir.name}/", "")),
             on_token=ReasoningStream(lambda text: push("reasoning", text=text)),
         )
 

@@ -180,7 +180,12 @@ class LMClient:
                     target=self._loop.run_forever, daemon=True, name="ablationkit-lm"
                 )
                 thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C here stops the work on the loop too
+            raise
 
     # ------------------------------------------------------------------ internals
     def _count(self, completion: Completion) -> None:

@@ -24,7 +24,7 @@ class RepairFailed(AblationKitError):
         self.replies = replies
 
 
-def complete_and_parse(
+async def acomplete_and_parse(
     client: LMClient,
     messages: list[Message],
     model: str,
@@ -38,7 +38,7 @@ def complete_and_parse(
     repair message ("Reply again with only the JSON object …")."""
     replies: list[Completion] = []
     for attempt in range(2):
-        reply = client.complete(messages, model, **kwargs)
+        reply = await client.acomplete(messages, model, **kwargs)
         replies.append(reply)
         try:
             return parse(reply), replies
@@ -56,3 +56,23 @@ def complete_and_parse(
                 },
             ]
     raise AssertionError("unreachable")
+
+
+def complete_and_parse(
+    client: LMClient,
+    messages: list[Message],
+    model: str,
+    parse: Callable[[Completion], T],
+    *,
+    instruction: str,
+    on_repair: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> tuple[T, list[Completion]]:
+    """``acomplete_and_parse`` for synchronous code."""
+    result = client.run_sync(
+        acomplete_and_parse(
+            client, messages, model, parse, instruction=instruction, on_repair=on_repair, **kwargs
+        )
+    )
+    client.flush()
+    return result

@@ -71,6 +71,10 @@ _NEVER_METHOD = re.compile(
     r"preliminar|notation|limitations?|broader impact|ethics)"
 )
 _ORDER: tuple[Role, ...] = ("ablation", "related_work", "conclusion", "experiments", "method")
+# one compiled alternation per role: headings are classified for every paper of a batch
+_ROLE_RES: dict[Role, re.Pattern[str]] = {
+    role: re.compile("|".join(f"(?:{p})" for p in patterns)) for role, patterns in _PATTERNS.items()
+}
 _APPENDIX_TITLE = re.compile(r"^(appendix|appendices|supplementary|supplemental)\b")
 
 
@@ -99,7 +103,7 @@ def system_names(title: str) -> list[str]:
 def _keyword_role(title: str) -> Role | None:
     norm = normalise_heading(title)
     for role in _ORDER:
-        if any(re.search(p, norm) for p in _PATTERNS[role]):
+        if _ROLE_RES[role].search(norm):
             if role == "method" and _NEVER_METHOD.search(norm):
                 return None
             return role

@@ -1,6 +1,17 @@
 """The LM planner: ``plan(paper, mode, k, model)`` -> ``Plan``."""
 
-from ablationkit.planner.core import PlanError, PlanProgress, plan, plan_schema, render_messages
+from ablationkit.planner.core import (
+    PlanError,
+    PlanProgress,
+    PlanRequest,
+    acomplete_plan,
+    aplan,
+    complete_plan,
+    plan,
+    plan_schema,
+    prepare_plan,
+    render_messages,
+)
 from ablationkit.planner.hints import PaperHints, extract_hints
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
 
@@ -8,11 +19,16 @@ __all__ = [
     "PaperHints",
     "PlanError",
     "PlanProgress",
+    "PlanRequest",
     "ReplyParseError",
+    "acomplete_plan",
+    "aplan",
+    "complete_plan",
     "extract_hints",
     "merge_duplicates",
     "parse_plan_reply",
     "plan",
     "plan_schema",
+    "prepare_plan",
     "render_messages",
 ]

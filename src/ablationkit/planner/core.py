@@ -9,6 +9,7 @@ context budget that never drops the method.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tempfile
 import time
@@ -22,7 +23,7 @@ from typing import Any
 from ablationkit.errors import AblationKitError
 from ablationkit.fsutil import safe_name
 from ablationkit.lm.client import LMClient
-from ablationkit.lm.repair import RepairFailed, complete_and_parse
+from ablationkit.lm.repair import RepairFailed, acomplete_and_parse
 from ablationkit.lm.routes import resolve
 from ablationkit.lm.types import Completion
 from ablationkit.papers import Paper, load_paper, view
@@ -223,7 +224,24 @@ def _token_counter(model: str, client: LMClient, api_base: str | None) -> tuple[
     return estimate_tokens, context_window(route.model_name)
 
 
-def plan(
+@dataclass
+class PlanRequest:
+    """Everything a plan needs before its model call, built by ``prepare_plan``: a batch
+    runner prepares papers ahead while earlier requests are in flight."""
+
+    paper_id: str
+    mode: Mode
+    k: int
+    model: str
+    messages: list[dict[str, str]]
+    hints: PaperHints
+    params: dict[str, Any]
+    api_base: str | None
+    started: float
+    load_seconds: float
+
+
+def prepare_plan(
     paper: Paper | str | Path,
     mode: Mode = "author",
     k: int = 5,
@@ -235,18 +253,11 @@ def plan(
     prompt_file: Path | None = None,
     method_section: list[str] | str | None = None,
     max_context: int | None = None,
-    raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
     **params: Any,
-) -> Plan:
-    """Plan the ``k`` most important ablations of a paper (author mode) or its ``k`` most
-    important missing ablations (reviewer mode).
-
-    ``paper`` is a loaded ``Paper`` or a path for ``load_paper`` (``method_section`` overrides
-    its method section). ``params`` go to the model
-    (``temperature`` defaults to 0). A reply that cannot be used gets one repair round-trip;
-    if that fails too, ``PlanError`` names the file where the raw reply was saved.
-    """
+) -> PlanRequest:
+    """The CPU half of ``plan``: load the paper, take its view, extract hints and fit it into
+    the model's context. Arguments as for ``plan``."""
     if mode not in ("author", "reviewer"):
         raise AblationKitError(f"unknown mode {mode!r}: use author or reviewer")
     if k < 1:
@@ -279,19 +290,57 @@ def plan(
     fitted = fit_to_budget(paper_view, budget, count)
     if fitted.dropped:
         progress.stage("context budget: dropped " + " | ".join(fitted.dropped))
-    load_seconds = time.perf_counter() - started
     paper_text = fitted.paper.to_markdown()
     messages = render_messages(
         fitted.paper, mode, k, paper_text=paper_text, hints=hints.render(), prompt_file=prompt_file
     )
     progress.stage(f"prompt: {fitted.tokens + overhead} tokens to {model}")
-    params = {"temperature": 0, "max_tokens": REPLY_TOKENS, **params}
-    schema = plan_schema(k)
+    return PlanRequest(
+        paper_id=paper_id,
+        mode=mode,
+        k=k,
+        model=model,
+        messages=messages,
+        hints=hints,
+        params={"temperature": 0, "max_tokens": REPLY_TOKENS, **params},
+        api_base=api_base,
+        started=started,
+        load_seconds=time.perf_counter() - started,
+    )
 
+
+def complete_plan(
+    request: PlanRequest,
+    *,
+    client: LMClient | None = None,
+    raw_dir: Path | None = None,
+    progress: PlanProgress | None = None,
+) -> Plan:
+    """The I/O half of ``plan``: the model call (one repair round-trip if needed) and the
+    plan built from its reply."""
+    client = client or LMClient()
+    result = client.run_sync(
+        acomplete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
+    )
+    client.flush()
+    return result
+
+
+async def acomplete_plan(
+    request: PlanRequest,
+    *,
+    client: LMClient | None = None,
+    raw_dir: Path | None = None,
+    progress: PlanProgress | None = None,
+) -> Plan:
+    """``complete_plan`` as a coroutine: a batch runner awaits many on one event loop."""
+    progress = progress or PlanProgress()
+    client = client or LMClient()
+    model, k = request.model, request.k
     try:
-        (reasoning, ablations), replies = complete_and_parse(
+        (reasoning, ablations), replies = await acomplete_and_parse(
             client,
-            messages,
+            request.messages,
             model,
             _parse,
             instruction='Reply again with only the JSON object {"reasoning": ..., '
@@ -299,19 +348,21 @@ def plan(
             on_repair=lambda error: progress.stage(
                 f"reply unusable ({error}); asking the model to repair it"
             ),
-            schema=schema,
-            api_base=api_base,
+            schema=plan_schema(k),
+            api_base=request.api_base,
             on_token=progress.on_token,
-            **params,
+            **request.params,
         )
     except RepairFailed as failure:
-        raw_path = _save_raw(raw_dir, paper_id, failure.replies)
+        raw_path = _save_raw(raw_dir, request.paper_id, failure.replies)
         raise PlanError(
-            f"{model} gave no usable plan: {failure.message}", raw_path=raw_path, where=paper_id
+            f"{model} gave no usable plan: {failure.message}",
+            raw_path=raw_path,
+            where=request.paper_id,
         ) from None
     ablations = merge_duplicates(ablations)[:k]
     before = {id(a) for a in ablations}
-    ablations = complete_ablations(ablations, hints, k)
+    ablations = complete_ablations(ablations, request.hints, k)
     added = [a for a in ablations if id(a) not in before]
     if added:
         reasoning = (
@@ -319,25 +370,87 @@ def plan(
             "hyper-parameter value stated in the paper that no proposed ablation "
             "varied.)"
         ).strip()
-    total = time.perf_counter() - started
+    total = time.perf_counter() - request.started
     prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
     generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
     latency = sum(r.latency for r in replies)
     return Plan(
         planner=PLANNER_NAME,
         model=model,
-        paper_id=paper_id,
-        mode=mode,
+        paper_id=request.paper_id,
+        mode=request.mode,
         reasoning=reasoning,
         ablations=ablations,
         usage=Usage.total(r.as_usage() for r in replies),
         timings=Timings(
-            load_s=round(load_seconds, 3),
+            load_s=round(request.load_seconds, 3),
             prompt_s=round(prompt_ms / 1000, 3) if prompt_ms else None,
             generation_s=round(generation_ms / 1000, 3) if generation_ms else round(latency, 3),
             total_s=round(total, 3),
         ),
     )
+
+
+def plan(
+    paper: Paper | str | Path,
+    mode: Mode = "author",
+    k: int = 5,
+    model: str = "local",
+    *,
+    client: LMClient | None = None,
+    api_base: str | None = None,
+    paper_id: str | None = None,
+    prompt_file: Path | None = None,
+    method_section: list[str] | str | None = None,
+    max_context: int | None = None,
+    raw_dir: Path | None = None,
+    progress: PlanProgress | None = None,
+    **params: Any,
+) -> Plan:
+    """Plan the ``k`` most important ablations of a paper (author mode) or its ``k`` most
+    important missing ablations (reviewer mode).
+
+    ``paper`` is a loaded ``Paper`` or a path for ``load_paper`` (``method_section`` overrides
+    its method section). ``params`` go to the model
+    (``temperature`` defaults to 0). A reply that cannot be used gets one repair round-trip;
+    if that fails too, ``PlanError`` names the file where the raw reply was saved.
+    """
+    client = client or LMClient()
+    request = prepare_plan(
+        paper,
+        mode,
+        k,
+        model,
+        client=client,
+        api_base=api_base,
+        paper_id=paper_id,
+        prompt_file=prompt_file,
+        method_section=method_section,
+        max_context=max_context,
+        progress=progress,
+        **params,
+    )
+    return complete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
+
+
+async def aplan(
+    paper: Paper | str | Path,
+    mode: Mode = "author",
+    k: int = 5,
+    model: str = "local",
+    *,
+    client: LMClient | None = None,
+    raw_dir: Path | None = None,
+    progress: PlanProgress | None = None,
+    **kwargs: Any,
+) -> Plan:
+    """``plan`` as a coroutine, for notebooks and async code: the paper is loaded in a thread,
+    the model call awaited on the caller's loop. Arguments as for ``plan``."""
+    client = client or LMClient()
+    request = await asyncio.to_thread(
+        prepare_plan, paper, mode, k, model, client=client, progress=progress, **kwargs
+    )
+    return await acomplete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
 
 
 def _parse(reply: Completion) -> tuple[str, list[Ablation]]:

@@ -153,10 +153,15 @@ def extract_hints(text: str, *, max_settings: int = 8, max_alternatives: int = 4
         settings.append(Setting(name, match.group("value")))
     alternatives: list[str] = []
     for paragraph in re.split(r"\n\s*\n|:\s*\n", text):
+        if len(alternatives) >= max_alternatives:
+            break
         paragraph = paragraph.strip()
         if paragraph.startswith(("#", "[", "|", "\\begin")) or "\\begin{" in paragraph:
             continue  # headings, figure placeholders, tables and display math
-        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())):
+        flat = " ".join(paragraph.split())
+        if not _ALTERNATIVE.search(flat):
+            continue  # one search per paragraph; sentences only where a cue is
+        for sentence in re.split(r"(?<=[.!?])\s+", flat):
             if (
                 _ALTERNATIVE.search(sentence)
                 and 6 <= len(sentence.split()) <= 40

@@ -62,6 +62,17 @@ def slug(text: str) -> str:
     return safe_name(text, "x")
 
 
+def planned_instances(config: dict[str, Any]) -> list[Instance]:
+    """The instances a run's plan stage was given, from the configuration in ``run.json``."""
+    return load_dataset(
+        config["dataset"],
+        mode=config.get("mode"),
+        ids=config.get("ids"),
+        limit=config.get("limit"),
+        papers_root=config.get("papers_root"),
+    )
+
+
 class Run:
     """A run directory. ``client`` defaults to one whose cache lives in the run."""
 
@@ -114,13 +125,7 @@ class Run:
             raise AblationKitError(
                 "no plan stage in this run yet: run `bench plan` first", where=self.dir
             )
-        return load_dataset(
-            config["dataset"],
-            mode=config.get("mode"),
-            ids=config.get("ids"),
-            limit=config.get("limit"),
-            papers_root=config.get("papers_root"),
-        )
+        return planned_instances(config)
 
     # ------------------------------------------------------------------ stages
     def plans_dir(self) -> Path:

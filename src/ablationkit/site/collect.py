@@ -89,18 +89,12 @@ def _read_model(path: Path, model: type[Plan] | type[Judgement]) -> Any:
 
 def _dataset_instances(config: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """The run's instances by id, or nothing when the dataset cannot be loaded here."""
-    from ablationkit.bench.datasets import load_dataset
+    from ablationkit.bench.runner import planned_instances
 
     if not config.get("dataset"):
         return {}
     try:
-        instances = load_dataset(
-            config["dataset"],
-            mode=config.get("mode"),
-            ids=config.get("ids"),
-            limit=config.get("limit"),
-            papers_root=config.get("papers_root"),
-        )
+        instances = planned_instances(config)
     except AblationKitError as exc:
         warnings.append(
             f"dataset not readable here ({exc.one_line()}): ground truth shown by name only"

@@ -153,10 +153,10 @@ class Run:
 
         instances = load_dataset(
             dataset,
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]
             ids=ids,
             limit=limit,
-            papers_root=papers_root,  # type: ignore[arg-type]
+            papers_root=papers_root,
         )
         self._record(
             "plan",

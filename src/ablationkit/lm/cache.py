@@ -18,9 +18,18 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from ablationkit.lm.types import Completion
+
+
+def _flush_at_exit(cache: weakref.ref[CompletionCache]) -> None:
+    """Queued writes reach the database before the interpreter exits (a weak reference, so
+    registering does not keep every cache alive)."""
+    alive = cache()
+    if alive is not None:
+        alive.flush()
 
 
 def default_cache_dir() -> Path:
@@ -47,7 +56,7 @@ class CompletionCache:
             )
             self._conn.commit()
         self._pending: dict[str, tuple[str, str, float, str]] = {}  # queued, not yet written
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._idle = threading.Condition(self._lock)
 
@@ -86,7 +95,7 @@ class CompletionCache:
                     target=self._write_loop, name="ablationkit-cache", daemon=True
                 )
                 self._writer.start()
-                atexit.register(self.flush)
+                atexit.register(_flush_at_exit, weakref.ref(self))
         self._queue.put(key)
 
     def flush(self) -> None:

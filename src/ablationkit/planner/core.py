@@ -237,7 +237,6 @@ class PlanRequest:
     hints: PaperHints
     params: dict[str, Any]
     api_base: str | None
-    started: float
     load_seconds: float
 
 
@@ -304,7 +303,6 @@ def prepare_plan(
         hints=hints,
         params={"temperature": 0, "max_tokens": REPLY_TOKENS, **params},
         api_base=api_base,
-        started=started,
         load_seconds=time.perf_counter() - started,
     )
 
@@ -337,6 +335,7 @@ async def acomplete_plan(
     progress = progress or PlanProgress()
     client = client or LMClient()
     model, k = request.model, request.k
+    begun = time.perf_counter()  # total_s is load + this, not time spent queued in a batch
     try:
         (reasoning, ablations), replies = await acomplete_and_parse(
             client,
@@ -370,7 +369,7 @@ async def acomplete_plan(
             "hyper-parameter value stated in the paper that no proposed ablation "
             "varied.)"
         ).strip()
-    total = time.perf_counter() - request.started
+    total = request.load_seconds + time.perf_counter() - begun
     prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
     generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
     latency = sum(r.latency for r in replies)

@@ -486,7 +486,8 @@ def site(
         report = build_site(run_dirs, out, resamples=resamples)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"{report.pages} pages from {len(report.runs)} runs: {out / 'index.html'}")
+    runs = f"{len(report.runs)} run{'' if len(report.runs) == 1 else 's'}"
+    typer.echo(f"{report.pages} pages from {runs}: {out / 'index.html'}")
 
 
 @app.command("serve")

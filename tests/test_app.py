@@ -103,8 +103,31 @@ def test_latex_archives_plan_and_path_tricks_are_refused(app: AppServer) -> None
 
 
 def test_upload_limits_and_bad_papers(app: AppServer) -> None:
-    status, body, _ = post(plan_url(app, "big.md"), b"# Big\n\n" + b"x" * (1024 * 1024 + 1))
-    assert status == 413 and b"1 MB limit" in body
+    import http.client
+
+    host, port = app.url.removeprefix("http://").split(":")
+    path = "/api/plan?filename=big.md"
+    # declared too large: refused from the headers, before any of the body is read
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", path)
+    for name, value in (("X-AblationKit", "1"), ("Content-Length", str(5 * 1024 * 1024))):
+        connection.putheader(name, value)
+    connection.endheaders(b"# Big\n")
+    response = connection.getresponse()
+    assert response.status == 413 and b"1 MB limit" in response.read()
+    connection.close()
+    # sent chunked with no length: refused once one byte past the limit has arrived
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request(
+        "POST",
+        path,
+        body=iter([b"# Big\n\n", b"x" * (1024 * 1024)]),
+        headers={"X-AblationKit": "1"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    assert response.status == 413 and b"1 MB limit" in response.read()
+    connection.close()
     status, body, _ = post(plan_url(app, "empty.md"), b"   \n")
     assert status == 400 and b"empty" in body
     status, body, _ = post(plan_url(app, "fake.pdf"), b"%PDF-1.4 truncated")

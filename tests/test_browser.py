@@ -137,7 +137,9 @@ def test_site_from_file_urls(page: Any, judged_runs: list[Path], tmp_path: Path)
 def app_server() -> Iterator[AppServer]:
     slow = Reply(content=json.dumps(PLAN), piece_delay=0.05)  # ~2 s to stream the plan
     with FakeLLMServer(responder=lambda body: slow) as llm:
-        settings = AppSettings(model="fake-model", api_base=llm.url, port=0, cache=False, k=2)
+        settings = AppSettings(
+            model="fake-model", api_base=llm.url, port=0, cache=False, k=2, max_upload_mb=1
+        )
         with AppServer(settings) as server:
             yield server
 
@@ -194,5 +196,9 @@ def test_app_plan_edit_download(page: Any, app_server: AppServer, tmp_path: Path
     )
     page.click("#plan-button")
     expect(page.locator("#error")).to_contain_text("not a paper this app reads")
+    big = {"name": "huge.pdf", "mimeType": "application/pdf", "buffer": b"%PDF" + b"0" * 2**20}
+    page.set_input_files("#file", files=[big])
+    page.click("#plan-button")  # refused in the page: nothing is uploaded
+    expect(page.locator("#error")).to_contain_text("huge.pdf is larger than the 1 MB upload limit")
     screenshot(page, "app-rejected-upload")
     assert not [e for e in page.errors if "415" not in e], page.errors  # type: ignore[attr-defined]

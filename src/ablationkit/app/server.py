@@ -93,7 +93,10 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @app.get("/api/config")
     async def config() -> dict[str, Any]:
-        models = list(dict.fromkeys([settings.model, *settings.models]))
+        from ablationkit.lm.inventory import inventory
+
+        ready = [e.model for e in inventory() if e.ready and "<" not in e.model]
+        models = list(dict.fromkeys([settings.model, *settings.models, *ready]))
         return {
             "model": settings.model,
             "models": models,

@@ -4,34 +4,33 @@ and how well a judge agrees with human labels."""
 from __future__ import annotations
 
 import random
-import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ablationkit.schema import Judgement
 
 
-@dataclass
+@dataclass(frozen=True)
 class PaperScore:
+    """One paper's counts at k, and the precision, recall and F1 they give (computed once:
+    a bootstrap reads them a million times)."""
+
     paper_id: str
     planned: int
     matched_planned: int
     targets: int
     matched_targets: int
+    precision: float = field(init=False)
+    recall: float | None = field(init=False)  # None: no targets, so no recall to speak of
+    f1: float = field(init=False)
 
-    @property
-    def precision(self) -> float:
-        return self.matched_planned / self.planned if self.planned else 0.0
-
-    @property
-    def recall(self) -> float | None:
-        return self.matched_targets / self.targets if self.targets else None
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall or 0.0
-        return 2 * p * r / (p + r) if p + r else 0.0
+    def __post_init__(self) -> None:
+        precision = self.matched_planned / self.planned if self.planned else 0.0
+        recall = self.matched_targets / self.targets if self.targets else None
+        object.__setattr__(self, "precision", precision)
+        object.__setattr__(self, "recall", recall)
+        object.__setattr__(self, "f1", _f1(precision, recall or 0.0))
 
 
 def score_judgement(judgement: Judgement) -> PaperScore | None:
@@ -58,11 +57,13 @@ def _f1(p: float, r: float) -> float:
 
 
 def _macro(scores: Sequence[PaperScore]) -> dict[str, float]:
-    with_recall = [s for s in scores if s.recall is not None]
+    if not scores:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    recalls = [s.recall for s in scores if s.recall is not None]
     return {
-        "precision": statistics.fmean(s.precision for s in scores) if scores else 0.0,
-        "recall": statistics.fmean(s.recall or 0.0 for s in with_recall) if with_recall else 0.0,
-        "f1": statistics.fmean(s.f1 for s in scores) if scores else 0.0,
+        "precision": sum(s.precision for s in scores) / len(scores),
+        "recall": sum(recalls) / len(recalls) if recalls else 0.0,
+        "f1": sum(s.f1 for s in scores) / len(scores),
     }
 
 
@@ -88,7 +89,7 @@ def bootstrap_ci(
     rng = random.Random(seed)
     samples: dict[str, list[float]] = {}
     for _ in range(resamples):
-        draw = [scores[rng.randrange(len(scores))] for _ in scores]
+        draw = rng.choices(scores, k=len(scores))
         for key, value in statistic(draw).items():
             samples.setdefault(key, []).append(value)
     low_q, high_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
@@ -118,10 +119,7 @@ def aggregate(
             k: list(v)
             for k, v in bootstrap_ci(scores, _macro, resamples=resamples, seed=seed).items()
         },
-        "per_paper": {
-            s.paper_id: {**asdict(s), "precision": s.precision, "recall": s.recall, "f1": s.f1}
-            for s in scores
-        },
+        "per_paper": {s.paper_id: asdict(s) for s in scores},
     }
 
 

@@ -95,7 +95,10 @@ def unpack(archive: Path, dest: Path, *, max_bytes: int) -> Path:
                     total += member.size
                     if total > max_bytes:
                         raise UploadRejected("archive unpacks to more than the upload limit", 413)
-                bundle.extractall(dest, filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: the stdlib checks again
+                    bundle.extractall(dest, filter="data")
+                else:  # every member was checked above: plain files and folders inside
+                    bundle.extractall(dest)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise UploadRejected(f"not a readable archive ({exc})") from None
     tex_files = sorted(dest.rglob("*.tex"))

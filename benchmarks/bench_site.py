@@ -19,33 +19,11 @@ from pathlib import Path
 from ablationkit.bench import Run, make_judge
 from ablationkit.schema import Judgement, Plan
 from ablationkit.site import build_site
-from ablationkit.testing import FakeLLMServer
+from ablationkit.testing import FakeLLMServer, plan_or_verdict
+from bench_runner import PLAN
 
-PLAN = {
-    "reasoning": "The gate and the encoder are the two new parts.",
-    "ablations": [
-        {
-            "name": "Drop the gate",
-            "ablated_part": "the gate",
-            "action": "REMOVE",
-            "replacement": None,
-            "metrics": ["accuracy"],
-        },
-        {
-            "name": "Other encoder",
-            "ablated_part": "the encoder",
-            "action": "REPLACE",
-            "replacement": ["LSTM", "Transformer"],
-            "metrics": ["accuracy"],
-        },
-    ],
-}
 VERDICT = {"reasoning": "The first matches.", "matches": [{"planned": 0, "ground_truth": 0}]}
-
-
-def respond(body: dict) -> str:  # type: ignore[type-arg]
-    schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
-    return json.dumps(VERDICT if "matches" in schema.get("properties", {}) else PLAN)
+respond = plan_or_verdict(json.loads(PLAN), VERDICT)
 
 
 def make_run(root: Path, papers: int) -> Path:

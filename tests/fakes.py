@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ablationkit.testing import plan_or_verdict
+
 PLAN = {
     "reasoning": "r",
     "ablations": [
@@ -27,9 +29,7 @@ PLAN = {
 VERDICT = {"reasoning": "first matches", "matches": [{"planned": 0, "ground_truth": 0}]}
 
 
-def respond(body: dict) -> str:  # type: ignore[type-arg]
-    schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
-    return json.dumps(VERDICT if "matches" in schema.get("properties", {}) else PLAN)
+respond = plan_or_verdict(PLAN, VERDICT)
 
 
 def tiny_dataset(path: Path, n: int) -> Path:

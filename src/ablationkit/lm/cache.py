@@ -77,14 +77,6 @@ class CompletionCache:
         except (ValueError, TypeError):
             return None  # an entry from an incompatible version: ask again
 
-    def put(self, key: str, completion: Completion) -> None:
-        """Write now, in the calling thread."""
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?)", self._row(key, completion)
-            )
-            self._conn.commit()
-
     def put_later(self, key: str, completion: Completion) -> None:
         """Queue a write for the writer thread; ``get`` sees it at once, ``flush`` waits."""
         row = self._row(key, completion)

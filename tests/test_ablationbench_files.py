@@ -1,4 +1,4 @@
-"""AblationBench's folders and configs: read as its harness writes them, written as it reads them."""
+"""AblationBench's folders and configs: read as its harness writes them, written as it reads."""
 
 from __future__ import annotations
 

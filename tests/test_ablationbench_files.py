@@ -134,3 +134,38 @@ def test_prompt_config_renders_in_a_sandbox(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("prompts: [1, 2]\n", "utf-8")
     with pytest.raises(FormatError, match=r"prompts\.system"):
         load_prompt_config(tmp_path / "bad.yaml")
+
+
+def test_judge_eval_macro_mean_over_instances(tmp_path: Path) -> None:
+    from ablationkit.ablationbench.judge_eval import evaluate_judge_folder, load_label_rows
+
+    labels = tmp_path / "labels.jsonl"
+    rows = [
+        {
+            "id": "gpt-4o/p1",
+            "labels": '{"name_in_paper": "A", "name_in_plan": "x"}\n'
+            '{"name_in_paper": "B", "name_in_plan": null}',
+        },
+        {"id": "gpt-4o/p2", "labels": '{"name_in_paper": "A", "name_in_plan": null}'},
+        {"id": "gpt-4o/p3", "labels": '{"name_in_paper": "A", "name_in_plan": "y"}'},
+    ]
+    labels.write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
+    judge = tmp_path / "judge" / "gpt-4o"
+    judge.mkdir(parents=True)
+    # p1: A right, B wrongly matched -> P 1/2, R 1, F1 2/3; p2: both say "no match" -> 0 there
+    (judge / "p1.jsonl").write_text(
+        '{"name_in_paper": "A", "name_in_plan": "x"}\n{"name_in_paper": "B", "name_in_plan": "z"}'
+    )
+    (judge / "p2.jsonl").write_text('{"name_in_paper": "A", "name_in_plan": null}')
+    # p3 has no judge file: 0
+    got = evaluate_judge_folder(load_label_rows(labels), tmp_path / "judge", "author")
+    assert got["per_instance"]["gpt-4o/p1"] == pytest.approx(
+        {"precision": 0.5, "recall": 1.0, "f1": 2 / 3}
+    )
+    assert got["per_instance"]["gpt-4o/p2"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert got["unjudged"] == 1
+    assert got["macro"]["f1"] == pytest.approx((2 / 3) / 3)
+    escape = tmp_path / "escape.jsonl"
+    escape.write_text(json.dumps({"id": "../../etc/x", "labels": ""}), "utf-8")
+    with pytest.raises(FormatError, match="refused"):
+        evaluate_judge_folder(load_label_rows(escape), tmp_path / "judge", "author")

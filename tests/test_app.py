@@ -32,7 +32,9 @@ LATEX = (
 @pytest.fixture(scope="module")
 def app() -> Iterator[AppServer]:
     with FakeLLMServer(responder=respond) as llm:
-        settings = AppSettings(model="fake", api_base=llm.url, port=0, max_upload_mb=1, cache=False)
+        settings = AppSettings(
+            model="fake", api_base=llm.url, port=0, max_upload_mb=1, cache=False, k=1
+        )
         with AppServer(settings) as server:
             yield server
 
@@ -69,6 +71,13 @@ def test_plan_streams_stages_reasoning_and_the_plan(app: AppServer) -> None:
     )
     stages = " ".join(e["message"] for e in events(body) if e["type"] == "stage")
     assert "/tmp" not in stages  # the server's temporary folder is not shown
+
+
+def test_k_left_out_is_the_servers_k(app: AppServer) -> None:
+    status, body, _ = post(plan_url(app, "gated.md"), PAPER)
+    assert status == 200 and len(events(body)[-1]["plan"]["ablations"]) == 1
+    config = json.loads(urllib.request.urlopen(f"{app.url}/api/config", timeout=30).read())
+    assert config["k"] == 1 and config["models"] == ["fake"]
 
 
 def test_latex_archives_plan_and_path_tricks_are_refused(app: AppServer) -> None:

@@ -202,3 +202,26 @@ def test_app_plan_edit_download(page: Any, app_server: AppServer, tmp_path: Path
     expect(page.locator("#error")).to_contain_text("huge.pdf is larger than the 1 MB upload limit")
     screenshot(page, "app-rejected-upload")
     assert not [e for e in page.errors if "415" not in e], page.errors  # type: ignore[attr-defined]
+
+
+def test_app_shows_model_written_html_as_text(page: Any) -> None:
+    """A plan whose reasoning and names hold markup: the page shows the characters, runs no
+    script and loads no image."""
+    script, image = "<script>window.pwned = 1</script>", "<img src=x onerror=window.pwned=2>"
+    hostile = {
+        "reasoning": f"{image} {script}",
+        "ablations": [{**PLAN["ablations"][0], "name": script, "ablated_part": image}],
+    }
+    with FakeLLMServer(responder=lambda body: json.dumps(hostile)) as llm:
+        settings = AppSettings(model="fake-model", api_base=llm.url, port=0, cache=False, k=1)
+        with AppServer(settings) as server:
+            page.goto(server.url + "/")
+            page.fill("#paste", PAPER)
+            page.click("#plan-button")
+            page.wait_for_selector(".ablation-card")
+            assert page.input_value("#reasoning-text") == f"{image} {script}"
+            assert page.locator(".ablation-card .f-name").input_value() == script
+            assert page.locator(".ablation-card .f-part").input_value() == image
+            assert page.locator("#result img, #result script").count() == 0
+            assert page.evaluate("window.pwned === undefined")
+    assert not page.errors, page.errors  # type: ignore[attr-defined]

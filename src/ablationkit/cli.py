@@ -494,11 +494,16 @@ def site(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback)."),
     port: int = typer.Option(8765, "--port", min=1, max=65535),
-    model: str = typer.Option("local", "--model", help="Default model offered in the page."),
+    model: str = typer.Option(
+        "local", "--model", help="Default model; the page may use only this and --offer-model."
+    ),
     api_base: str | None = typer.Option(None, "--api-base", help="OpenAI-compatible server."),
     k: int = typer.Option(5, "-k", min=1, max=20),
     max_upload_mb: int = typer.Option(50, "--max-upload-mb", min=1, max=1024),
     extra_models: list[str] = typer.Option([], "--offer-model", help="More models to offer."),
+    max_queue: int = typer.Option(
+        2, "--max-queue", min=0, max=100, help="Plan requests that may wait (more get 429)."
+    ),
 ) -> None:
     """A local web app: upload or paste a paper, watch the plan stream, edit it, download it."""
     try:
@@ -519,8 +524,9 @@ def serve(
         host=host,
         port=port,
         models=extra_models,
+        max_queue=max_queue,
     )
-    typer.echo(f"AblationKit app on http://{host}:{port}/ (Ctrl-C stops it)")
+    typer.echo(f"AblationKit app on {settings.url}/ (Ctrl-C stops it)")
     run_app(settings)
 
 

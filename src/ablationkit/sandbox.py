@@ -49,6 +49,20 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
+def member_name_reason(name: str) -> str | None:
+    """Why a name inside an archive may not be unpacked, or None.
+
+    Stricter than :func:`unsafe_name_reason`: a member is *written*, so a ``..`` part (after
+    either slash) is refused even when it would climb back inside; nothing is looked up.
+    """
+    reason = unsafe_name_reason(name)
+    if reason:
+        return reason
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        return "'..' in path"
+    return None
+
+
 def check_file(root: Path, candidate: Path) -> str | None:
     """Why ``candidate`` may not be read as a file of the input rooted at ``root``, or None.
 

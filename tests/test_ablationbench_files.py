@@ -152,7 +152,7 @@ def test_judge_eval_macro_mean_over_instances(tmp_path: Path) -> None:
     labels.write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
     judge = tmp_path / "judge" / "gpt-4o"
     judge.mkdir(parents=True)
-    # p1: A right, B wrongly matched -> P 1/2, R 1, F1 2/3; p2: both say "no match" -> 0 there
+    # p1: A right, B wrongly matched -> P 1/2, R 1, F1 2/3
     (judge / "p1.jsonl").write_text(
         '{"name_in_paper": "A", "name_in_plan": "x"}\n{"name_in_paper": "B", "name_in_plan": "z"}'
     )
@@ -162,9 +162,15 @@ def test_judge_eval_macro_mean_over_instances(tmp_path: Path) -> None:
     assert got["per_instance"]["gpt-4o/p1"] == pytest.approx(
         {"precision": 0.5, "recall": 1.0, "f1": 2 / 3}
     )
-    assert got["per_instance"]["gpt-4o/p2"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    # p2: labels and judge both all-null; the reference's pandas reads that column as NaN,
+    # which is truthy, so it scores perfect agreement; the format's meaning gives 0
+    assert got["per_instance"]["gpt-4o/p2"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
     assert got["unjudged"] == 1
-    assert got["macro"]["f1"] == pytest.approx((2 / 3) / 3)
+    assert got["macro"]["f1"] == pytest.approx((2 / 3 + 1) / 3)
+    plain = evaluate_judge_folder(
+        load_label_rows(labels), tmp_path / "judge", "author", faithful_nulls=False
+    )
+    assert plain["per_instance"]["gpt-4o/p2"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     escape = tmp_path / "escape.jsonl"
     escape.write_text(json.dumps({"id": "../../etc/x", "labels": ""}), "utf-8")
     with pytest.raises(FormatError, match="refused"):

@@ -14,8 +14,12 @@ This differs from our pair-level agreement (``judge/metrics.judge_agreement``) i
 knowing: an instance where the labels and the judge both say "nothing matches" is perfect
 agreement for us and 0/0/0 here.
 
-The reference reads the lines with pandas, where a column holding only ``null`` becomes NaN and
-NaN is truthy; we read ``null`` as "no match", which is what the format means.
+One quirk of the reference is reproduced on purpose, because it moves its published numbers: it
+reads the lines with pandas (2.2.3, pinned), where ``null`` in a column that also holds strings
+is ``None`` (false) but a column holding *only* ``null`` becomes NaN, which is truthy. So in author
+mode, when every label line of an instance says "no match", all of them count as matches; the
+same for a judge file whose lines all say "no match" (both at once: perfect agreement, 1/1/1).
+``faithful_nulls=False`` reads ``null`` as "no match" everywhere, which is what the format means.
 """
 
 from __future__ import annotations
@@ -53,18 +57,30 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
 
 
+def _labels_of(rows: Sequence[dict[str, Any]], mode: Mode, faithful_nulls: bool) -> list[bool]:
+    values = [row.get(VALUE[mode]) for row in rows]
+    if faithful_nulls and values and all(v is None for v in values):
+        return [True] * len(values)  # pandas: an all-null column is NaN, and NaN is truthy
+    return [_truthy(v) for v in values]
+
+
 def agreement(
-    labels: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]] | None, mode: Mode
+    labels: Sequence[dict[str, Any]],
+    predictions: Sequence[dict[str, Any]] | None,
+    mode: Mode,
+    *,
+    faithful_nulls: bool = True,
 ) -> tuple[float, float, float]:
     """One instance's precision, recall and F1 of the judge's lines against the label lines."""
     if predictions is None:
         return 0.0, 0.0, 0.0
     by_key: dict[str, list[bool]] = defaultdict(list)
-    for row in predictions:
-        by_key[_key(row.get(KEY[mode]))].append(_truthy(row.get(VALUE[mode])))
+    said_labels = _labels_of(predictions, mode, faithful_nulls)
+    for row, said_label in zip(predictions, said_labels, strict=True):
+        by_key[_key(row.get(KEY[mode]))].append(said_label)
     tp = fp = fn = 0
-    for row in labels:
-        gold = _truthy(row.get(VALUE[mode]))
+    gold_labels = _labels_of(labels, mode, faithful_nulls)
+    for row, gold in zip(labels, gold_labels, strict=True):
         for said in by_key.get(_key(row.get(KEY[mode])), [False]):
             tp += gold and said
             fp += said and not gold
@@ -102,7 +118,11 @@ def _parse_labels(text: str, where: str) -> list[dict[str, Any]]:
 
 
 def evaluate_judge_folder(
-    label_rows: Sequence[dict[str, Any]], judge_folder: str | Path, mode: Mode
+    label_rows: Sequence[dict[str, Any]],
+    judge_folder: str | Path,
+    mode: Mode,
+    *,
+    faithful_nulls: bool = True,
 ) -> dict[str, Any]:
     """The reference's judge evaluation of the judge output folder ``judge_folder``."""
     folder = Path(judge_folder)
@@ -114,7 +134,7 @@ def evaluate_judge_folder(
         if reason and reason != "not found":
             raise FormatError(f"judge file of {instance_id!r}: {reason}; refused", where=folder)
         predictions = read_jsonl(path, folder) if path is not None else None
-        p, r, f = agreement(labels, predictions, mode)
+        p, r, f = agreement(labels, predictions, mode, faithful_nulls=faithful_nulls)
         per_instance.append(InstanceAgreement(instance_id, p, r, f, predictions is not None))
     n = len(per_instance) or 1
     return {

@@ -220,6 +220,10 @@ class Judgement(BaseModel):
     # Reviewer mode judged against raw reviews (no named targets): how many ablations the
     # reviewers asked for, as AblationBench's ``num_ablation_suggestions``.
     target_count: int | None = None
+    # The AblationBench protocol scores the judge's own lines (names, not indices): they are
+    # kept here, with the seeded draw (sides, shuffles) that framed the question.
+    lines: list[dict[str, Any]] | None = None
+    draw: dict[str, Any] | None = None
 
     def matched_planned(self) -> set[int]:
         return {m.planned for m in self.matches if m.planned < self.k}

@@ -33,7 +33,7 @@ def test_datasets(papers_dir: Path, tmp_path: Path) -> None:
         load_dataset("sample", ids=["nope"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', "utf-8")
-    with pytest.raises(FormatError, match="duplicate instance id 'a'"):
+    with pytest.raises(FormatError, match="duplicate instance id 'a' on lines 1 and 2"):
         load_dataset(bad)
     bad.write_text('{"id": "a", "mode": "sideways"}\n', "utf-8")
     with pytest.raises(FormatError, match="line 1: not a dataset instance"):

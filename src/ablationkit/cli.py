@@ -8,6 +8,7 @@ traceback instead. Heavy modules are imported inside the commands so ``--help`` 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -67,6 +68,29 @@ def main(
 ) -> None:
     """Plan, judge and benchmark ablation studies for machine-learning papers."""
     _state["debug"] = debug
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Our warnings (a damaged run file set aside, ...) as one line on stderr, like errors;
+    any other warning as Python shows it."""
+    from ablationkit.fsutil import DamagedFileWarning
+
+    if issubclass(category, DamagedFileWarning):
+        # sys.stderr at call time: a rich progress bar, if one is up, prints it above itself
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
 
 
 @contextmanager
@@ -130,7 +154,8 @@ def convert(
             typer.echo(f"{len(failures)} of {len(results)} inputs failed:", err=True)
             for result in failures:
                 typer.echo(f"  {result.error}", err=True)
-        raise typer.Exit(1)
+        # one input: its error's own code (2: cannot read it); a batch with failures: 1
+        raise typer.Exit(failures[0].exit_code if len(results) == 1 else 1)
 
 
 @app.command()

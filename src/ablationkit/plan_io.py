@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ablationkit.errors import FormatError, describe_validation
+from ablationkit.fsutil import load_json
 from ablationkit.schema import Ablation, Mode, Plan
 from ablationkit.trajectory import looks_like_trajectory, parse_trajectory, render_trajectory
 
@@ -56,7 +57,7 @@ def read_text(path: Path) -> str:
 def _first_line_is_object(text: str) -> bool:
     first = text.strip().split("\n", 1)[0]
     try:
-        return isinstance(json.loads(first), dict) and "\n" in text.strip()
+        return isinstance(load_json(first), dict) and "\n" in text.strip()
     except json.JSONDecodeError:
         return False
 
@@ -70,7 +71,7 @@ def detect_format(text: str) -> InputFormat:
     )
     if json_like:
         try:
-            value = json.loads(stripped)
+            value = load_json(stripped)
         except json.JSONDecodeError:
             if _first_line_is_object(stripped):
                 return "jsonl"
@@ -106,7 +107,7 @@ def _jsonl_objects(text: str) -> Iterable[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            yield f"line {lineno}", json.loads(line)
+            yield f"line {lineno}", load_json(line)
         except json.JSONDecodeError as exc:
             raise FormatError(f"line {lineno}: invalid JSON ({exc.msg})") from None
 
@@ -133,7 +134,7 @@ def parse_plan_text(
     if fmt == "trajectory":
         return parse_trajectory(text, mode=mode)
     if fmt == "plan-json":
-        data = json.loads(text.lstrip("\ufeff"))
+        data = load_json(text.lstrip("\ufeff"))
         data.setdefault("paper_id", paper_id)
         for key, value in (("mode", mode), ("model", model), ("planner", planner)):
             if value is not None:
@@ -143,7 +144,7 @@ def parse_plan_text(
         except ValidationError as exc:
             raise FormatError(describe_validation(exc)) from None
     if fmt == "ablation-list":
-        items = json.loads(text.lstrip("\ufeff"))
+        items = load_json(text.lstrip("\ufeff"))
         ablations = _ablations((f"item {i}", obj) for i, obj in enumerate(items))
     else:
         ablations = _ablations(_jsonl_objects(text.lstrip("\ufeff")))
@@ -201,9 +202,10 @@ def dump_plan(plan: Plan, fmt: OutputFormat) -> str:
 
 
 class ConversionResult:
-    """What happened to one input of ``convert_files``: an output path, text, or an error."""
+    """What happened to one input of ``convert_files``: an output path, text, or an error
+    (with the exit code its error has: 2 for an input we cannot read, 1 otherwise)."""
 
-    __slots__ = ("error", "output", "source", "text")
+    __slots__ = ("error", "exit_code", "output", "source", "text")
 
     def __init__(
         self,
@@ -212,11 +214,13 @@ class ConversionResult:
         output: Path | None = None,
         text: str | None = None,
         error: str | None = None,
+        exit_code: int = 1,
     ) -> None:
         self.source = source
         self.output = output
         self.text = text
         self.error = error
+        self.exit_code = exit_code if error is not None else 0
 
     @property
     def ok(self) -> bool:
@@ -255,7 +259,7 @@ def convert_files(
             plan = load_plan(path, mode=mode, model=model, planner=planner, paper_id=paper_id)
             text = dump_plan(plan, to)
         except FormatError as exc:
-            results.append(ConversionResult(path, error=exc.one_line()))
+            results.append(ConversionResult(path, error=exc.one_line(), exit_code=exc.exit_code))
             continue
         if out_dir is None:
             results.append(ConversionResult(path, text=text))

@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from ablationkit.errors import FormatError, describe_validation
+from ablationkit.fsutil import load_json
 from ablationkit.schema import Ablation, Mode
 
 
@@ -65,20 +66,68 @@ def sample_dataset_path() -> Path:
 
 def _from_jsonl(path: Path) -> list[Instance]:
     instances: list[Instance] = []
-    for lineno, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    seen: dict[str, int] = {}
+    for lineno, line in _jsonl_lines(path):
         try:
-            data = json.loads(line)
+            data = load_json(line)
             if data.get("path") and not Path(data["path"]).is_absolute():
                 data["path"] = str((path.parent / data["path"]).resolve())
             instances.append(Instance.model_validate(data))
-        except (json.JSONDecodeError, ValidationError, AttributeError) as exc:
+        except (json.JSONDecodeError, ValidationError, AttributeError, TypeError) as exc:
             detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
             raise FormatError(
                 f"line {lineno}: not a dataset instance ({detail})", where=path
             ) from None
+        first = seen.setdefault(instances[-1].id, lineno)
+        if first != lineno:
+            raise FormatError(
+                f"duplicate instance id {instances[-1].id!r} on lines {first} and {lineno}",
+                where=path,
+            )
     return instances
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line; a line that is not UTF-8 is named.
+
+    Split on newlines only: ``str.splitlines`` also splits on U+2028 and friends, which JSON
+    strings may contain as they are.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"cannot read ({exc.strerror})", where=path) from None
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8").removeprefix("\ufeff" if lineno == 1 else "")
+        except UnicodeDecodeError as exc:
+            raise FormatError(
+                f"line {lineno}: not UTF-8 (bad byte at column {exc.start + 1})", where=path
+            ) from None
+        if line.strip():
+            yield lineno, line
+
+
+def _meta(path: Path) -> dict[str, str]:
+    """A paper folder's ``meta.json``: its text fields (``slug``, ``title``), others dropped."""
+    try:
+        data = load_json(path.read_bytes())
+    except (ValueError, OSError) as exc:
+        raise FormatError(f"not a JSON object ({exc})", where=path) from None
+    if not isinstance(data, dict):
+        raise FormatError("not a JSON object", where=path)
+    return {key: value for key, value in data.items() if isinstance(value, str)}
+
+
+def _ground_truth(path: Path) -> list[Ablation]:
+    truth: list[Ablation] = []
+    for lineno, line in _jsonl_lines(path):
+        try:
+            truth.append(Ablation.model_validate(load_json(line)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            detail = describe_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise FormatError(f"line {lineno}: not an ablation ({detail})", where=path) from None
+    return truth
 
 
 def _from_papers_dir(root: Path, mode: Mode) -> list[Instance]:
@@ -86,17 +135,13 @@ def _from_papers_dir(root: Path, mode: Mode) -> list[Instance]:
     for folder in sorted(p for p in root.iterdir() if (p / "ground_truth.jsonl").is_file()):
         meta: dict[str, Any] = {}
         if (folder / "meta.json").is_file():
-            meta = json.loads((folder / "meta.json").read_text("utf-8"))
+            meta = _meta(folder / "meta.json")
         source = folder / "source"
         paper = source if source.is_dir() else folder / "paper.pdf"
         if not paper.exists():
             candidates = [p for p in folder.iterdir() if p.suffix in {".pdf", ".md", ".tex"}]
             paper = candidates[0] if candidates else folder
-        truth = [
-            Ablation.model_validate(json.loads(line))
-            for line in (folder / "ground_truth.jsonl").read_text("utf-8").splitlines()
-            if line.strip()
-        ]
+        truth = _ground_truth(folder / "ground_truth.jsonl")
         instances.append(
             Instance(
                 id=meta.get("slug") or folder.name,
@@ -137,12 +182,12 @@ def _json_records(value: Any, field: str, where: str) -> list[Any]:
     if not isinstance(value, str):
         return list(value)
     try:
-        parsed = json.loads(value)
+        parsed = load_json(value)
         return parsed if isinstance(parsed, list) else [parsed]
     except json.JSONDecodeError:
         pass
     try:
-        return [json.loads(line) for line in value.splitlines() if line.strip()]
+        return [load_json(line) for line in value.splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
         raise FormatError(f"field {field!r} is not JSON ({exc.msg})", where=where) from None
 

@@ -6,12 +6,15 @@ Layout::
     RUN/plans/<id>.json               one plan per paper
     RUN/judgements/<judge>/<id>.json  one verdict per paper per judge
     RUN/scores.json                   P/R/F1 per judge
+    RUN/failures.json                 the papers each stage could not do, last time it ran
     RUN/lm-cache.sqlite               every model reply of the run
 
-Every file is written atomically when its paper is done, so a run killed at any point
-resumes by skipping what exists; model calls that completed before the kill are answered
-from the run's cache, so they are not paid for twice. One failing paper never stops the
-others: failures are collected and listed at the end.
+``<id>`` and ``<judge>`` are file names made by ``runfiles.file_stem`` (distinct for distinct
+ids). Every file is written atomically when its paper is done, so a run killed at any point
+resumes by skipping what exists and validates; a file that does not validate is set aside
+with a warning and its paper redone (``runfiles``). Model calls that completed before the
+kill are answered from the run's cache, so they are not paid for twice. One failing paper
+never stops the others: failures are collected and listed at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import json
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -28,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from ablationkit import __version__
 from ablationkit.bench.datasets import Instance, load_dataset
-from ablationkit.errors import AblationKitError
-from ablationkit.fsutil import atomic_write_text, safe_name
+from ablationkit.bench.runfiles import DamagedRunFile, RunFiles, check_distinct
+from ablationkit.errors import AblationKitError, FormatError
+from ablationkit.fsutil import DamagedFileWarning, atomic_write_text, set_aside
 from ablationkit.judge.lm_judge import Judge, LMJudge, MajorityJudge
 from ablationkit.judge.metrics import aggregate
 from ablationkit.lm.client import LMClient
 from ablationkit.lm.keys import redact
-from ablationkit.schema import Judgement, Plan
 
 if TYPE_CHECKING:
     from ablationkit.planner import PlanRequest
@@ -58,10 +62,6 @@ PREPARE_AHEAD = 256
 Progress = Callable[[str, int, int, float], None]  # (paper id, finished, total, cost so far)
 
 
-def slug(text: str) -> str:
-    return safe_name(text, "x")
-
-
 def planned_instances(config: dict[str, Any]) -> list[Instance]:
     """The instances a run's plan stage was given, from the configuration in ``run.json``."""
     return load_dataset(
@@ -80,29 +80,51 @@ class Run:
         self, directory: str | Path, *, concurrency: int = 8, client: LMClient | None = None
     ) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.client = client or LMClient(
-            concurrency=concurrency, cache=self.dir / "lm-cache.sqlite"
-        )
+        if self.dir.exists() and not self.dir.is_dir():
+            raise FormatError("not a run directory: it is a file", where=self.dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FormatError(
+                f"cannot create the run directory ({exc.strerror})", where=self.dir
+            ) from None
+        self.files = RunFiles(self.dir)
+        self.client = client or LMClient(concurrency=concurrency, cache=self.files.cache_path)
         self.concurrency = concurrency
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ manifest
     @property
     def manifest_path(self) -> Path:
-        return self.dir / "run.json"
+        return self.files.manifest_path
 
     def manifest(self) -> dict[str, Any]:
-        if self.manifest_path.is_file():
-            data: dict[str, Any] = json.loads(self.manifest_path.read_text("utf-8"))
-            return data
+        """``run.json`` (a new one if there is none); ``DamagedRunFile`` if it is damaged."""
+        return self.files.read_manifest() or self._new_manifest()
+
+    @staticmethod
+    def _new_manifest() -> dict[str, Any]:
         return {"version": __version__, "created": time.time(), "stages": {}}
 
-    def _record(self, stage: str, config: dict[str, Any]) -> None:
+    def _record(self, stage: str, config: dict[str, Any], *, check_only: bool = False) -> None:
+        """Check ``config`` against the run's (``check_only``), or record it in ``run.json``.
+
+        A damaged ``run.json`` stops every stage but ``plan``: the plan command carries the
+        whole configuration, so its run.json is set aside (the bytes are kept beside it) and
+        rebuilt, losing nothing. What the old file guarded, that the plans already in the run
+        come from this model, ``plan`` checks on the plans themselves (``_planned``). The
+        other stages stop with one line: they cannot know how the run was planned.
+        """
         # An api_base may carry credentials (https://user:key@host): never write them.
         config = json.loads(redact(json.dumps(config)))
+        damaged: DamagedRunFile | None = None
         with self._lock:
-            manifest = self.manifest()
+            try:
+                manifest = self.manifest()
+            except DamagedRunFile as exc:
+                if stage != "plan":
+                    raise
+                manifest, damaged = self._new_manifest(), exc
             previous = (manifest["stages"].get(stage) or {}).get("config")
             if stage == "plan" and previous:
                 # Changing what a plan depends on would mix two experiments in one run;
@@ -116,6 +138,10 @@ class Run:
                         "use a new run directory",
                         where=self.dir,
                     )
+            if check_only:
+                return
+            if damaged is not None:
+                set_aside(damaged.path, damaged.problem, "rebuilt from this command's options")
             manifest["stages"][stage] = {"config": config, "updated": time.time()}
             atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2) + "\n")
 
@@ -129,10 +155,10 @@ class Run:
 
     # ------------------------------------------------------------------ stages
     def plans_dir(self) -> Path:
-        return self.dir / "plans"
+        return self.files.plans_dir
 
     def plan_path(self, instance_id: str) -> Path:
-        return self.plans_dir() / f"{slug(instance_id)}.json"
+        return self.files.plan_path(instance_id)
 
     def plan(
         self,
@@ -158,20 +184,23 @@ class Run:
             limit=limit,
             papers_root=papers_root,
         )
-        self._record(
-            "plan",
-            {
-                "dataset": str(dataset),
-                "model": model,
-                "mode": mode,
-                "k": k,
-                "api_base": api_base,
-                "ids": list(ids) if ids else None,
-                "limit": limit,
-                "papers_root": str(papers_root) if papers_root else None,
-                "params": params,
-            },
-        )
+        check_distinct((i.id for i in instances), where=dataset)
+        config = {
+            "dataset": str(dataset),
+            "model": model,
+            "mode": mode,
+            "k": k,
+            "api_base": api_base,
+            "ids": list(ids) if ids else None,
+            "limit": limit,
+            "papers_root": str(papers_root) if papers_root else None,
+            "params": params,
+        }
+        # Check before writing anything: a refused command leaves run.json as it was.
+        self._record("plan", config, check_only=True)
+        self.files.adopt_legacy(i.id for i in instances)
+        done = {i.id: self._planned(i, model) for i in instances}
+        self._record("plan", config)
 
         def prepare(instance: Instance) -> PlanRequest:
             return prepare_plan(
@@ -191,60 +220,66 @@ class Run:
             await asyncio.to_thread(atomic_write_text, self.plan_path(instance.id), text)
 
         return self._stage(
-            "plan", instances, self.plan_path, progress=progress, prepare=prepare, awork=work
+            "plan",
+            instances,
+            lambda instance: done[instance.id],
+            progress=progress,
+            prepare=prepare,
+            awork=work,
         )
+
+    def _planned(self, instance: Instance, model: str) -> bool:
+        """Whether ``instance`` has a valid plan; one from another model stops the stage (a
+        run is one experiment; this is what guards a run whose run.json was rebuilt)."""
+        plan = self.files.finished_plan(instance.id)
+        if plan is not None and plan.model != model:
+            raise AblationKitError(
+                f"planned with model {plan.model!r}, not {model!r}: use a new run directory",
+                where=self.plan_path(instance.id),
+            )
+        return plan is not None
 
     def judge(
         self, judge: Judge, *, k: int | None = None, progress: Progress | None = None
     ) -> StageReport:
         """Judge every plan that this judge has not judged yet."""
         instances = self.dataset()
-        directory = self.dir / "judgements" / slug(judge.name)
+        check_distinct(i.id for i in instances)
         self._record(f"judge:{judge.name}", {"judge": judge.name, "k": k})
-
-        def path(instance_id: str) -> Path:
-            return directory / f"{slug(instance_id)}.json"
+        self.files.adopt_legacy((i.id for i in instances), judge=judge.name)
 
         def work(instance: Instance) -> None:
-            plan_file = self.plan_path(instance.id)
-            if not plan_file.is_file():
+            plan = self.files.finished_plan(instance.id)
+            if plan is None:
                 raise AblationKitError("no plan for this paper (its planning failed?)")
-            plan = Plan.model_validate_json(plan_file.read_text("utf-8"))
             verdict = judge.judge(
                 plan, instance.ground_truth, reviews=instance.reviews, title=instance.title, k=k
             )
             if not verdict.targets and instance.target_count:
                 verdict.target_count = instance.target_count
-            atomic_write_text(path(instance.id), verdict.model_dump_json(indent=2) + "\n")
+            path = self.files.judgement_path(judge.name, instance.id)
+            atomic_write_text(path, verdict.model_dump_json(indent=2) + "\n")
             if verdict.error:
                 raise AblationKitError(f"judge: {verdict.error}")
 
-        return self._stage(
-            f"judge:{judge.name}",
-            instances,
-            path,
-            work,
-            progress,
-            done_when=lambda p: (
-                p.is_file() and json.loads(p.read_text("utf-8")).get("error") is None
-            ),
-        )
+        def judged(instance: Instance) -> bool:
+            verdict = self.files.finished_judgement(judge.name, instance.id)
+            return verdict is not None and verdict.error is None
+
+        return self._stage(f"judge:{judge.name}", instances, judged, work, progress)
 
     def score(self, *, resamples: int = 1000) -> dict[str, Any]:
         """Scores of every judge in the run, written to ``scores.json``."""
         scores: dict[str, Any] = {}
-        judgements_root = self.dir / "judgements"
-        plan_files = sorted(self.plans_dir().glob("*.json")) if self.plans_dir().is_dir() else []
-        plans = [Plan.model_validate_json(p.read_text("utf-8")) for p in plan_files]
-        costs = [p.usage.cost_usd for p in plans if p.usage]
-        for directory in sorted(judgements_root.iterdir()) if judgements_root.is_dir() else []:
-            verdicts = [
-                Judgement.model_validate_json(p.read_text("utf-8"))
-                for p in sorted(directory.glob("*.json"))
-            ]
-            if verdicts:
-                scores[verdicts[0].judge] = aggregate(verdicts, resamples=resamples)
         config = self.manifest()["stages"].get("plan", {}).get("config", {})
+
+        def warn(message: str) -> None:
+            warnings.warn(DamagedFileWarning(message), stacklevel=2)
+
+        plans = self.files.read_plans(warn)
+        costs = [p.usage.cost_usd for p in plans if p.usage]
+        for name, verdicts in self.files.read_judgements(warn).items():
+            scores[name] = aggregate(verdicts, resamples=resamples)
         result = {
             "model": config.get("model"),
             "mode": config.get("mode"),
@@ -262,10 +297,9 @@ class Run:
         self,
         stage: str,
         instances: list[Instance],
-        path: Callable[[str], Path],
+        is_done: Callable[[Instance], bool],
         work: Callable[[Instance], None] | None = None,
         progress: Progress | None = None,
-        done_when: Callable[[Path], bool] | None = None,
         prepare: Callable[[Instance], Any] | None = None,
         awork: Callable[[Instance, Any], Awaitable[None]] | None = None,
     ) -> StageReport:
@@ -278,10 +312,9 @@ class Run:
         """
         report = StageReport(stage)
         start = time.perf_counter()
-        done_when = done_when or (lambda p: p.is_file())
         pending = []
         for instance in instances:
-            if done_when(path(instance.id)):
+            if is_done(instance):
                 report.skipped.append(instance.id)
             else:
                 pending.append(instance)
@@ -314,10 +347,9 @@ class Run:
         self.client.flush()  # a finished stage's replies are on disk before it reports
         report.cost_usd = self.client.usage.cost_usd - cost_before
         report.seconds = time.perf_counter() - start
-        failures = self.dir / "failures.json"
-        existing = json.loads(failures.read_text("utf-8")) if failures.is_file() else {}
+        existing = self.files.read_failures(repair=True)
         existing[stage] = report.failed
-        atomic_write_text(failures, json.dumps(existing, indent=2) + "\n")
+        atomic_write_text(self.files.failures_path, json.dumps(existing, indent=2) + "\n")
         return report
 
     async def _drive(

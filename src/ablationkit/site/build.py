@@ -6,6 +6,7 @@ Pages are rendered with jinja2 (autoescaped: plans are model output). Data the s
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit import __version__
-from ablationkit.errors import AblationKitError
+from ablationkit.errors import AblationKitError, FormatError
 from ablationkit.fsutil import atomic_write_text
 from ablationkit.judge.metrics import score_judgement
 from ablationkit.site.collect import PaperEntry, RunData, Score, load_run, scores
@@ -64,22 +65,38 @@ def _style_css() -> str:
 
 
 def _prepare_out(out_dir: Path) -> None:
-    """An empty directory or an earlier site of ours (cleared); never someone else's files."""
+    """An empty directory or an earlier site of ours (cleared); never someone else's files.
+
+    A symbolic link as the folder is refused rather than followed: the marker that makes a
+    folder "ours" is a plain file anyone can copy, and a build deletes what it clears, so it
+    must happen where the user pointed, not wherever a link leads (give the real folder).
+    Links planted inside a site of ours are removed, never followed.
+    """
+    if out_dir.is_symlink():
+        raise FormatError(
+            f"is a symbolic link (to {os.readlink(out_dir)}): give the folder itself",
+            where=out_dir,
+        )
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise AblationKitError("exists and is not a directory", where=out_dir)
+            raise FormatError("exists and is not a directory", where=out_dir)
         if any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
             raise AblationKitError(
                 "not empty and not a site built by ablationkit: choose an empty directory",
                 where=out_dir,
             )
-        for child in ("runs", "assets", "index.html"):
+        for child in ("runs", "assets", "index.html", MARKER):
             target = out_dir / child
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            elif target.exists():
+            elif target.exists() or target.is_symlink():
                 target.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FormatError(
+            f"cannot create the site folder ({exc.strerror})", where=out_dir
+        ) from None
     atomic_write_text(out_dir / MARKER, f"built by ablationkit {__version__}\n")
 
 
@@ -103,9 +120,9 @@ def build_site(
     for path in run_dirs:
         run = load_run(path)
         base, n = run.slug, 2
-        while run.slug in used:  # two runs named alike (a/run, b/run): keep both
+        while run.slug.casefold() in used:  # two runs named alike (a/run, b/Run): keep both
             run.slug, n = f"{base}-{n}", n + 1
-        used.add(run.slug)
+        used.add(run.slug.casefold())
         runs.append(run)
     rows = [row for run in runs for row in scores(run, resamples=resamples)]
     rows.sort(key=lambda r: (r.mode, -r.macro["f1"], r.run, r.judge))

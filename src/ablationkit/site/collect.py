@@ -1,17 +1,17 @@
 """Read run directories (``bench plan|judge``) into what the site shows: plans, ground truth,
-judgements and per-mode scores. Reads only; a run that cannot be read says why."""
+judgements and per-mode scores. Reads only, through ``bench.runfiles`` (the one owner of a
+run's file names): a damaged run file stops the site with one line naming it (``bench``
+repairs runs, the site never moves anything); a file named for another paper is skipped with a
+warning."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from ablationkit.errors import AblationKitError, FormatError, describe_validation
-from ablationkit.fsutil import safe_name
+from ablationkit.bench.runfiles import RunFiles, file_stem
+from ablationkit.errors import AblationKitError, FormatError
 from ablationkit.judge.metrics import aggregate
 from ablationkit.schema import Ablation, Judgement, Mode, Plan
 
@@ -32,7 +32,8 @@ class PaperEntry:
 
     @property
     def slug(self) -> str:
-        return safe_name(self.paper_id, "paper")
+        """The page's file name: distinct for distinct ids, as the run's own files are."""
+        return file_stem(self.paper_id)
 
     def targets(self) -> list[str]:
         """Ground-truth names: from the dataset, else as the judges saw them."""
@@ -76,17 +77,6 @@ class RunData:
         return sorted({p.mode for p in self.papers})  # type: ignore[return-value]
 
 
-def _read_model(path: Path, model: type[Plan] | type[Judgement]) -> Any:
-    try:
-        return model.model_validate_json(path.read_text("utf-8"))
-    except ValidationError as exc:
-        raise FormatError(
-            f"not a {model.__name__} ({describe_validation(exc)})", where=path
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(f"cannot read ({exc})", where=path) from None
-
-
 def _dataset_instances(config: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """The run's instances by id, or nothing when the dataset cannot be loaded here."""
     from ablationkit.bench.runner import planned_instances
@@ -106,25 +96,17 @@ def _dataset_instances(config: dict[str, Any], warnings: list[str]) -> dict[str,
 def load_run(path: str | Path, *, slug: str | None = None) -> RunData:
     """A run directory as the site shows it."""
     root = Path(path)
-    manifest_path = root / "run.json"
-    if not manifest_path.is_file():
+    files = RunFiles(root)
+    manifest = files.read_manifest()
+    if manifest is None:
         raise FormatError("not a run directory (no run.json)", where=root)
-    try:
-        manifest = json.loads(manifest_path.read_text("utf-8"))
-        config: dict[str, Any] = manifest["stages"].get("plan", {}).get("config") or {}
-    except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
-        raise FormatError(f"broken run.json ({exc})", where=manifest_path) from None
+    config: dict[str, Any] = (manifest["stages"].get("plan") or {}).get("config") or {}
     warnings: list[str] = []
     instances = _dataset_instances(config, warnings)
-    failures_path = root / "failures.json"
-    failures: dict[str, str] = {}
-    if failures_path.is_file():
-        failures = json.loads(failures_path.read_text("utf-8")).get("plan", {})
+    failures = files.read_failures(repair=False).get("plan", {})
 
     papers: dict[str, PaperEntry] = {}
-    plan_dir = root / "plans"
-    for plan_file in sorted(plan_dir.glob("*.json")) if plan_dir.is_dir() else []:
-        plan: Plan = _read_model(plan_file, Plan)
+    for plan in files.read_plans(warnings.append):
         instance = instances.get(plan.paper_id)
         papers[plan.paper_id] = PaperEntry(
             paper_id=plan.paper_id,
@@ -145,10 +127,8 @@ def load_run(path: str | Path, *, slug: str | None = None) -> RunData:
                 failure=error,
             )
     judges: list[str] = []
-    judgement_root = root / "judgements"
-    for directory in sorted(judgement_root.iterdir()) if judgement_root.is_dir() else []:
-        for verdict_file in sorted(directory.glob("*.json")):
-            verdict: Judgement = _read_model(verdict_file, Judgement)
+    for verdicts in files.read_judgements(warnings.append).values():
+        for verdict in verdicts:
             entry = papers.get(verdict.paper_id)
             if entry is None:
                 continue
@@ -162,7 +142,7 @@ def load_run(path: str | Path, *, slug: str | None = None) -> RunData:
     )
     return RunData(
         name=root.resolve().name,
-        slug=slug or safe_name(root.resolve().name, "run"),
+        slug=slug or file_stem(root.resolve().name),
         path=root,
         model=model,
         dataset=config.get("dataset"),

@@ -158,6 +158,12 @@ def convert(
         raise typer.Exit(failures[0].exit_code if len(results) == 1 else 1)
 
 
+_STRICT_HELP = (
+    "Fail on a LaTeX \\input that is missing or leads outside the project "
+    "(default: skip it with a warning)."
+)
+
+
 @app.command()
 def paper(
     path: Path = typer.Argument(
@@ -178,8 +184,9 @@ def paper(
     no_appendix: bool = typer.Option(
         False, "--no-appendix", help="Leave the appendix out of the reviewer view."
     ),
-    allow_missing: bool = typer.Option(
-        False, "--allow-missing-inputs", help="Skip missing \\input files instead of failing."
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
+    _allow_missing: bool = typer.Option(
+        False, "--allow-missing-inputs", hidden=True, help="Deprecated: now the default."
     ),
 ) -> None:
     """Show how a paper is read: its outline with section roles, or a planner's view of it."""
@@ -193,7 +200,7 @@ def paper(
             path,
             method_section=method_section or None,
             ablation_section=ablation_section or None,
-            strict=not allow_missing,
+            strict=strict,
         )
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
@@ -233,6 +240,7 @@ def plan(
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached replies."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan JSON to stdout."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """Plan the k most important ablations of a paper (or its k most important missing ones)."""
     from rich.console import Console
@@ -281,6 +289,7 @@ def plan(
             method_section=method_section or None,
             max_context=max_context,
             raw_dir=out_dir,
+            strict=strict,
             progress=progress,
         )
     if streamed:

@@ -11,8 +11,10 @@ refused, and the caller skips them with a warning that names the command and the
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import BinaryIO
 
 from ablationkit.errors import FormatError
 
@@ -63,6 +65,40 @@ def member_name_reason(name: str) -> str | None:
     return None
 
 
+def climbs_out(root: Path, name: str, *, base: Path | None = None) -> bool:
+    """Whether ``name``, looked up under ``base`` (default: ``root``), leaves ``root`` by its
+    spelling alone (``..`` climbing out).
+
+    Decided without touching the filesystem beyond ``root`` and ``base`` (both trusted): a name
+    like ``../../home/x`` is refused before anything outside is probed. Symlinks inside are left
+    to :func:`is_inside`; this check only ever refuses more.
+    """
+    real_root = _real(root)
+    spelled = os.path.normpath(os.path.join(_real(base or root), name))
+    return not Path(spelled).is_relative_to(real_root)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file; :class:`UnsafePathError` if not.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO, a device or a file
+    swapped for one after :func:`check_file` looked at it is refused instead of read (or waited
+    on forever).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePathError("not a regular file; refused", where=path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def check_file(root: Path, candidate: Path) -> str | None:
     """Why ``candidate`` may not be read as a file of the input rooted at ``root``, or None.
 
@@ -89,6 +125,8 @@ def resolve_file(root: Path, name: str, *, base: Path | None = None) -> tuple[Pa
     reason = unsafe_name_reason(name)
     if reason:
         return None, reason
+    if climbs_out(root, name, base=base):
+        return None, "outside its root"
     candidate = (base or root) / name
     problem = check_file(root, candidate)
     if problem:

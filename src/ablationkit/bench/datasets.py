@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from ablationkit.errors import FormatError, describe_validation
 from ablationkit.fsutil import load_json
@@ -36,13 +36,32 @@ class Instance(BaseModel):
     reviews: list[str] = Field(default_factory=list)
     # Reviewer mode without named targets: how many ablations the reviewers asked for.
     target_count: int | None = None
+    # The folder ``path`` must stay under (set by the dataset readers, never by a row): the
+    # dataset file's folder, the papers directory, or ``papers_root``.
+    _root: Path | None = PrivateAttr(default=None)
+
+    def with_root(self, root: Path | None) -> Instance:
+        """This instance, its ``path`` confined to ``root`` (see :meth:`load`)."""
+        self._root = root
+        return self
 
     def load(self) -> Any:
-        """The paper as a ``Paper`` (from its file, or from the markdown text)."""
+        """The paper as a ``Paper`` (from its file, or from the markdown text).
+
+        A ``path`` that leads outside the dataset's root (``..``, an absolute path elsewhere, a
+        symlink pointing out) fails this instance: a dataset may only name its own papers.
+        """
         from ablationkit.papers import assign_roles, load_paper
         from ablationkit.papers.markdown import load_markdown
+        from ablationkit.sandbox import UnsafePathError, is_inside
 
         if self.path:
+            if self._root is not None and not is_inside(self._root, Path(self.path)):
+                raise UnsafePathError(
+                    f"paper path {self.path!r} leads outside the dataset's folder "
+                    f"{str(self._root)!r}; refused",
+                    where=f"instance {self.id!r}",
+                )
             if not Path(self.path).exists():
                 raise FormatError(
                     "paper not found (for AblationBench rows, pass --papers-root: a checkout of "
@@ -71,8 +90,8 @@ def _from_jsonl(path: Path) -> list[Instance]:
         try:
             data = load_json(line)
             if data.get("path") and not Path(data["path"]).is_absolute():
-                data["path"] = str((path.parent / data["path"]).resolve())
-            instances.append(Instance.model_validate(data))
+                data["path"] = str(path.parent / data["path"])
+            instances.append(Instance.model_validate(data).with_root(path.parent))
         except (json.JSONDecodeError, ValidationError, AttributeError, TypeError) as exc:
             detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
             raise FormatError(
@@ -149,7 +168,7 @@ def _from_papers_dir(root: Path, mode: Mode) -> list[Instance]:
                 title=meta.get("title", ""),
                 path=str(paper),
                 ground_truth=truth,
-            )
+            ).with_root(root)
         )
     if not instances:
         raise FormatError("no paper folders with ground_truth.jsonl", where=root)
@@ -204,11 +223,13 @@ def hub_instances(
     many missing ablations the reviewers asked for: the recall denominator AblationBench uses).
     """
     instances: list[Instance] = []
+    # Without papers_root, relative paths are read from the working directory: the root then.
+    root = Path(papers_root) if papers_root is not None else Path.cwd()
     for index, row in enumerate(rows):
         where = f"row {index}"
         paper_path = row.get("paper_path")
-        if paper_path and papers_root is not None and not Path(paper_path).is_absolute():
-            paper_path = str(papers_root / paper_path)
+        if paper_path and not Path(paper_path).is_absolute():
+            paper_path = str(root / paper_path)
         count = row.get("num_ablation_suggestions")
         try:
             instances.append(
@@ -227,7 +248,7 @@ def hub_instances(
                         for r in _json_records(row.get("review_text"), "review_text", where)
                     ],
                     target_count=int(count) if count not in (None, "") else None,
-                )
+                ).with_root(root)
             )
         except ValidationError as exc:
             raise FormatError(

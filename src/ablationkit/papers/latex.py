@@ -9,6 +9,7 @@ into plain text with pylatexenc.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,13 @@ from ablationkit.papers.texscan import (
     read_optional,
     skip_spaces,
     strip_comments,
+)
+from ablationkit.sandbox import (
+    UnsafePathError,
+    check_file,
+    open_regular,
+    resolve_file,
+    unsafe_name_reason,
 )
 
 MAX_TEX_FILE_BYTES = 8 * 1024 * 1024
@@ -50,13 +58,23 @@ class LatexError(FormatError):
 
 
 def read_tex_file(path: Path) -> str:
-    """Decode one ``.tex`` file; 8-bit encodings only when the file declares them."""
-    size = path.stat().st_size
-    if size > MAX_TEX_FILE_BYTES:
-        raise LatexError(
-            f"{size} bytes, over the {MAX_TEX_FILE_BYTES} byte limit for a .tex file", where=path
-        )
-    data = path.read_bytes()
+    """Decode one ``.tex`` file; 8-bit encodings only when the file declares them.
+
+    Only a regular file is read (opened without blocking, so a FIFO cannot hang the load)."""
+    try:
+        handle = open_regular(path)
+    except UnsafePathError:
+        raise LatexError("not a regular file", where=path) from None
+    except OSError as exc:
+        raise LatexError(f"cannot read ({exc.strerror or exc})", where=path) from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_TEX_FILE_BYTES:
+            raise LatexError(
+                f"{size} bytes, over the {MAX_TEX_FILE_BYTES} byte limit for a .tex file",
+                where=path,
+            )
+        data = handle.read(MAX_TEX_FILE_BYTES + 1)
     head = data[:8192]
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
     if b"\x00" in head or (head and controls / len(head) > 0.05):
@@ -76,20 +94,35 @@ def read_tex_file(path: Path) -> str:
 
 def find_main_tex(root: Path) -> Path:
     """The file with ``\\documentclass`` and ``\\begin{document}``; ties go to common names,
-    then to files no other file inputs, then to the largest."""
+    then to files no other file inputs, then to the largest.
+
+    Only regular files under ``root`` are candidates: a ``main.tex`` that is a symlink pointing
+    outside, or a FIFO, is never opened."""
+    return _find_main_tex(root, [])
+
+
+def _find_main_tex(root: Path, warnings: list[str]) -> Path:
+    """:func:`find_main_tex`, noting the ``.tex`` files it refused in ``warnings``."""
     candidates: list[tuple[Path, str]] = []
     scanned = 0
     for path in sorted(root.rglob("*.tex")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
             continue
         scanned += 1
         if scanned > MAX_TEX_FILES_SCANNED:
             break
+        problem = check_file(root, path)
+        if problem is not None:
+            reason = "outside the project" if problem == "outside its root" else problem
+            warnings.append(f"{rel}: {reason}; not considered as the main file")
+            continue
         try:
-            if path.stat().st_size > MAX_TEX_FILE_BYTES:
-                continue
-            text = path.read_bytes().decode("utf-8", errors="replace")
-        except OSError:
+            with open_regular(path) as handle:
+                if os.fstat(handle.fileno()).st_size > MAX_TEX_FILE_BYTES:
+                    continue
+                text = handle.read(MAX_TEX_FILE_BYTES).decode("utf-8", errors="replace")
+        except (OSError, UnsafePathError):
             continue
         match = _DOCUMENTCLASS.search(text)
         if match and match.group(2).strip() not in {"subfiles", "standalone"}:
@@ -115,8 +148,17 @@ def find_main_tex(root: Path) -> Path:
 
 @dataclass
 class _Flattener:
+    """Inlines a project's inputs, reading only regular files under ``root``.
+
+    ``root`` is the project (the directory given, or the folder of the file given); ``base`` is
+    the folder LaTeX resolves ``\\input`` against (the main file's, default ``root``). An input
+    that is missing, or that names anything outside ``root`` (absolute, ``..``, a symlink
+    leading out, a FIFO), is skipped with a warning, or is an error when ``strict``.
+    """
+
     root: Path
     strict: bool
+    base: Path | None = None
     warnings: list[str] = field(default_factory=list)
     total: int = 0
 
@@ -144,20 +186,19 @@ class _Flattener:
             if parsed is None:
                 continue
             names, end = parsed
-            target = self._resolve(path, match.group("cmd"), names)
+            target, reason = self._resolve(path, match.group("cmd"), names)
             lineno = text.count("\n", 0, match.start()) + 1
             out.append(text[pos : match.start()])
             pos = end
             if target is None:
-                message = f"line {lineno}: \\{match.group('cmd')}{{{names[-1]}}}: file not found"
+                shown = "\\" + match.group("cmd") + "".join(f"{{{n}}}" for n in names)
+                message = f"line {lineno}: {shown}: {reason}"
                 if self.strict:
-                    raise LatexError(
-                        message + " (load with strict=False to skip it)", where=self._rel(path)
-                    )
+                    raise LatexError(f"{message} (strict mode: not skipped)", where=self._rel(path))
                 self.warnings.append(f"{self._rel(path)}: {message}; skipped")
                 continue
-            body = self.flatten(target, (*stack, resolved))
-            out.append(f"\n{body}\n" if match.group("cmd") != "input" else body)
+            inner = self.flatten(target, (*stack, resolved))
+            out.append(f"\n{inner}\n" if match.group("cmd") != "input" else inner)
         out.append(text[pos:])
         return "".join(out)
 
@@ -186,17 +227,33 @@ class _Flattener:
             names.append(name.strip())
         return names, i
 
-    def _resolve(self, current: Path, cmd: str, names: list[str]) -> Path | None:
+    def _resolve(self, current: Path, cmd: str, names: list[str]) -> tuple[Path | None, str]:
+        """The file an input command names, or ``(None, why not)``.
+
+        Looked up as LaTeX does (the main file's folder, then the including file's), but only
+        through :func:`ablationkit.sandbox.resolve_file`: absolute names are refused before any
+        lookup, and nothing outside ``root`` is opened.
+        """
+        for part in names:
+            if part and (unsafe := unsafe_name_reason(part)):
+                return None, unsafe
+        base = self.base or self.root
+        name = names[-1]
         if len(names) == 2:
-            base = (current.parent if cmd.startswith("sub") else self.root) / names[0]
-            name = names[1]
+            folder = names[0].rstrip("/")
+            first = current.parent if cmd.startswith("sub") else base
+            lookups = [(first, f"{folder}/{name}" if folder else name), (current.parent, name)]
         else:
-            base, name = self.root, names[0]
-        for directory in (base, current.parent):
-            for candidate in (directory / name, directory / f"{name}.tex"):
-                if candidate.is_file():
-                    return candidate
-        return None
+            lookups = [(base, name), (current.parent, name)]
+        problem = ""
+        for directory, relative in lookups:
+            for candidate in (relative, f"{relative}.tex"):
+                found, reason = resolve_file(self.root, candidate, base=directory)
+                if found is not None:
+                    return found, ""
+                if reason != "not found" and not problem:
+                    problem = "outside the project" if reason == "outside its root" else reason
+        return None, problem or "file not found"
 
     def _rel(self, path: Path) -> str:
         try:
@@ -486,17 +543,33 @@ def _resolve_refs(text: str, labels: dict[str, str]) -> str:
     return _REF.sub(replace, text)
 
 
-def load_latex(path: str | Path, *, strict: bool = True) -> Paper:
+def _project(path: Path) -> tuple[Path, Path, list[str]]:
+    """``(root, main file, warnings)`` of a LaTeX project given as a directory or a file.
+
+    The root bounds what the project may read: the directory given, or the folder of the file
+    given. The main file itself is the caller's choice (a file given is read even if it is a
+    symlink); everything it names must be a regular file under the root.
+    """
+    warnings: list[str] = []
+    if path.is_dir():
+        return path, _find_main_tex(path, warnings), warnings
+    return path.parent, path, warnings
+
+
+def load_latex(path: str | Path, *, strict: bool = False) -> Paper:
     """Load a LaTeX project (a directory, or its main ``.tex``) into a ``Paper``.
 
-    ``strict=False`` skips missing ``\\input`` files with a warning instead of failing.
+    An ``\\input`` that is missing, or that names a file outside the project (absolute paths,
+    ``..`` climbing out, symlinks leading out, FIFOs and devices), is skipped with a warning in
+    ``Paper.warnings``: real arXiv sources often input files they do not ship. ``strict=True``
+    makes any skipped input an error instead.
     """
     path = Path(path)
-    main = find_main_tex(path) if path.is_dir() else path
+    root, main, warnings = _project(path)
     # LaTeX resolves \input against the directory it runs in: the main file's.
-    flattener = _Flattener(root=main.parent, strict=strict)
+    flattener = _Flattener(root=root, base=main.parent, strict=strict)
     text = flattener.flatten(main)
-    warnings = list(flattener.warnings)
+    warnings.extend(flattener.warnings)
     if not _DOCUMENTCLASS.search(read_tex_file(main)):
         warnings.append(f"{main.name}: no \\documentclass; read as a fragment")
     text, macros = extract_macros(text)
@@ -558,9 +631,8 @@ def load_latex(path: str | Path, *, strict: bool = True) -> Paper:
 def heading_text(project: str | Path, heading_tex: str) -> str:
     """Plain text of a LaTeX heading written with the project's own macros, e.g. the
     ``\\isklearn: a Fully-Functional AutoML System`` of a dataset's metadata."""
-    project = Path(project)
-    main = find_main_tex(project) if project.is_dir() else project
-    text = _Flattener(root=main.parent, strict=False).flatten(main)
+    root, main, _ = _project(Path(project))
+    text = _Flattener(root=root, base=main.parent, strict=False).flatten(main)
     _, macros = extract_macros(text)
     return " ".join(latex_to_text(expand_macros(heading_tex, macros)).split())
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from ablationkit.errors import FormatError
 from ablationkit.papers.model import Paper
+from ablationkit.sandbox import UnsafePathError, open_regular
 
 MAX_TEXT_BYTES = 20 * 1024 * 1024
 _TEXT_SUFFIXES = {".md", ".markdown", ".mmd", ".txt", ".text", ""}
@@ -14,7 +16,7 @@ _TEXT_SUFFIXES = {".md", ".markdown", ".mmd", ".txt", ".text", ""}
 
 def _sniff(path: Path) -> str:
     """The loader for a file, by its first bytes first and its extension second."""
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         head = handle.read(4096)
     if head.lstrip().startswith(b"%PDF-"):
         return "pdf"
@@ -34,10 +36,11 @@ def _sniff(path: Path) -> str:
 
 
 def _read_text(path: Path) -> str:
-    size = path.stat().st_size
-    if size > MAX_TEXT_BYTES:
-        raise FormatError(f"{size} bytes, over the {MAX_TEXT_BYTES} byte limit", where=path)
-    data = path.read_bytes()
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_TEXT_BYTES:
+            raise FormatError(f"{size} bytes, over the {MAX_TEXT_BYTES} byte limit", where=path)
+        data = handle.read(MAX_TEXT_BYTES + 1)
     if b"\x00" in data[:8192]:
         raise FormatError("binary data, not a text paper", where=path)
     try:
@@ -56,13 +59,17 @@ def load_paper(
     *,
     method_section: Sequence[str] | str | None = None,
     ablation_section: Sequence[str] | str | None = None,
-    strict: bool = True,
+    strict: bool = False,
 ) -> Paper:
     """Load a paper from a LaTeX project (directory or main ``.tex``), PDF, markdown or text.
 
     Section roles are assigned; ``method_section`` / ``ablation_section`` name sections by
-    number or title to override the guess. ``strict=False`` lets a LaTeX project with missing
-    ``\\input`` files load (with warnings).
+    number or title to override the guess.
+
+    A directory is a LaTeX project rooted there; a file's project is its folder. A project reads
+    only regular files under its root: an ``\\input`` that is missing or leads outside is
+    skipped with a warning (``Paper.warnings``), or is an error with ``strict=True``. Only the
+    file given is opened for PDF, markdown and text papers.
     """
     from ablationkit.papers.roles import assign_roles
 
@@ -74,9 +81,14 @@ def load_paper(
 
         paper = load_latex(path, strict=strict)
     else:
+        if not path.is_file():  # a FIFO or a device: reading it could block or never end
+            raise FormatError("not a regular file", where=path)
         if path.stat().st_size == 0:
             raise FormatError("empty file", where=path)
-        kind = _sniff(path)
+        try:
+            kind = _sniff(path)
+        except UnsafePathError:  # swapped for a FIFO or a device since the check above
+            raise FormatError("not a regular file", where=path) from None
         if kind == "pdf":
             from ablationkit.papers.pdf import load_pdf
 

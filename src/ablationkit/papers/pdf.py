@@ -9,8 +9,11 @@ guessed from numbered lines. Running headers, footers and page numbers are dropp
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,10 @@ from ablationkit.papers.roles import normalise_heading
 
 MAX_PDF_BYTES = 200 * 1024 * 1024
 MAX_PDF_PAGES = 500
+MAX_MUPDF_WARNINGS = 5
+# MuPDF keeps its messages in process-wide state (and PyMuPDF is not thread-safe): one PDF at
+# a time, so each paper gets its own messages.
+_MUPDF_LOCK = threading.Lock()
 _LIGATURES = {
     "\ufb00": "ff",
     "\ufb01": "fi",
@@ -67,6 +74,33 @@ def _pymupdf() -> Any:
     return pymupdf
 
 
+@contextmanager
+def _mupdf_messages() -> Iterator[list[str]]:
+    """Keep MuPDF's messages off stdout and hand them back as warnings.
+
+    MuPDF prints its errors ("zlib error", "repairing PDF document") to stdout by default, which
+    breaks ``ablationkit paper --json``. Display is switched off while a PDF is read and the
+    messages collected; the list is filled when the block ends.
+    """
+    tools = _pymupdf().TOOLS
+    collected: list[str] = []
+    with _MUPDF_LOCK:
+        errors, warnings = tools.mupdf_display_errors(), tools.mupdf_display_warnings()
+        tools.mupdf_display_errors(False)
+        tools.mupdf_display_warnings(False)
+        tools.reset_mupdf_warnings()
+        try:
+            yield collected
+        finally:
+            messages = tools.mupdf_warnings(reset=1).splitlines()
+            tools.mupdf_display_errors(errors)
+            tools.mupdf_display_warnings(warnings)
+            unique = list(dict.fromkeys(m.strip() for m in messages if m.strip()))
+            collected.extend(f"MuPDF: {m}" for m in unique[:MAX_MUPDF_WARNINGS])
+            if len(unique) > MAX_MUPDF_WARNINGS:
+                collected.append(f"MuPDF: {len(unique) - MAX_MUPDF_WARNINGS} more messages")
+
+
 @dataclass
 class _Block:
     page: int
@@ -91,6 +125,8 @@ def clean_pdf_text(text: str) -> str:
 
 def _open(path: Path) -> Any:
     pymupdf = _pymupdf()
+    if not path.is_file():  # only the file given is opened, and only if it is a regular one
+        raise PdfError("not a regular file", where=path)
     size = path.stat().st_size
     if size == 0:
         raise PdfError("empty file", where=path)
@@ -308,19 +344,21 @@ def _items_from_text(blocks: list[_Block]) -> list[Item]:
 def load_pdf(path: str | Path) -> Paper:
     """Load a PDF paper into a ``Paper`` (text in reading order, headings, abstract)."""
     path = Path(path)
-    doc = _open(path)
-    try:
-        blocks = _blocks(doc, path)
-        if not blocks:
-            raise PdfError("no extractable text (a scanned PDF? run OCR first)", where=path)
-        title = _document_title(doc)
-        warnings: list[str] = []
-        toc = _toc(doc, title)
-        items = _items_from_toc(blocks, toc, warnings) if toc else _items_from_text(blocks)
-        if not toc:
-            warnings.append("no PDF outline: headings were guessed from numbered lines")
-    finally:
-        doc.close()
+    warnings: list[str] = []
+    with _mupdf_messages() as mupdf_warnings:
+        doc = _open(path)
+        try:
+            blocks = _blocks(doc, path)
+            if not blocks:
+                raise PdfError("no extractable text (a scanned PDF? run OCR first)", where=path)
+            title = _document_title(doc)
+            toc = _toc(doc, title)
+            items = _items_from_toc(blocks, toc, warnings) if toc else _items_from_text(blocks)
+            if not toc:
+                warnings.append("no PDF outline: headings were guessed from numbered lines")
+        finally:
+            doc.close()
+    warnings[:0] = mupdf_warnings
     # The title block is not a paragraph of the paper.
     if (
         title

@@ -253,6 +253,7 @@ def prepare_plan(
     method_section: list[str] | str | None = None,
     max_context: int | None = None,
     progress: PlanProgress | None = None,
+    strict: bool = False,
     **params: Any,
 ) -> PlanRequest:
     """The CPU half of ``plan``: load the paper, take its view, extract hints and fit it into
@@ -268,7 +269,7 @@ def prepare_plan(
         path = Path(paper)
         progress.stage(f"loading {path}")
         paper_id = paper_id or paper_id_for(path)
-        paper = load_paper(path, method_section=method_section)
+        paper = load_paper(path, method_section=method_section, strict=strict)
     if progress.on_paper:
         progress.on_paper(paper)
     paper_id = paper_id or re.sub(r"[^A-Za-z0-9_.-]+", "_", paper.title)[:80].strip("_") or "paper"
@@ -404,13 +405,15 @@ def plan(
     max_context: int | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
+    strict: bool = False,
     **params: Any,
 ) -> Plan:
     """Plan the ``k`` most important ablations of a paper (author mode) or its ``k`` most
     important missing ablations (reviewer mode).
 
     ``paper`` is a loaded ``Paper`` or a path for ``load_paper`` (``method_section`` overrides
-    its method section). ``params`` go to the model
+    its method section; ``strict=True`` makes an ``\\input`` it cannot read an error, not a
+    warning). ``params`` go to the model
     (``temperature`` defaults to 0). A reply that cannot be used gets one repair round-trip;
     if that fails too, ``PlanError`` names the file where the raw reply was saved.
     """
@@ -427,6 +430,7 @@ def plan(
         method_section=method_section,
         max_context=max_context,
         progress=progress,
+        strict=strict,
         **params,
     )
     return complete_plan(request, client=client, raw_dir=raw_dir, progress=progress)

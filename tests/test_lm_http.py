@@ -261,3 +261,15 @@ def test_cache_writes_behind_but_reads_its_own_queue(tmp_path: Path) -> None:
     other = CompletionCache(tmp_path / "c.sqlite")  # another process's view of the file
     assert len(other) == 200 and other.get("k7").text == "reply 7"  # type: ignore[union-attr]
     cache.close()
+
+
+def test_attempt_timeouts_by_kind_of_server() -> None:
+    from ablationkit.lm.client import attempt_timeout
+
+    assert attempt_timeout(resolve("openai/gpt-4o")) == 120.0  # remote: a hang is retried soon
+    assert attempt_timeout(resolve("ollama/llama3.1")) == 600.0  # this machine's hardware
+    assert attempt_timeout(resolve("m", "http://localhost:8000/v1")) == 600.0
+    assert attempt_timeout(resolve("m", "http://[::1]:8000/v1"), 5.0) == 5.0
+    # the embedded model computes in this process: no attempt limit, whatever is asked
+    assert attempt_timeout(resolve("local")) is None
+    assert attempt_timeout(resolve("local:smollm2"), 5.0) is None

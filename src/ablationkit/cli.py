@@ -42,8 +42,19 @@ class ModeChoice(StrEnum):
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    from ablationkit.lm.keys import redact
+
+    typer.echo(f"error: {redact(message)}", err=True)
     return typer.Exit(code)
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """``--debug``: the traceback, formatted here and redacted, never printed by Python: its
+    chained causes hold providers' raw error bodies, where an echoed API key would be."""
+    from ablationkit.lm.keys import format_exception
+
+    sys.stderr.write(format_exception(exc))
+    sys.stderr.flush()
 
 
 def _write_stdout(text: str) -> None:
@@ -67,7 +78,10 @@ def main(
     ),
 ) -> None:
     """Plan, judge and benchmark ablation studies for machine-learning papers."""
+    from ablationkit.lm.keys import install_log_redaction
+
     _state["debug"] = debug
+    install_log_redaction(debug)  # log records reach stderr redacted (more with --debug)
     warnings.showwarning = _show_warning
 
 
@@ -95,13 +109,29 @@ _python_showwarning = warnings.showwarning
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """AblationKitError -> one line on stderr and its exit code (a traceback with --debug)."""
+    """AblationKitError -> one line on stderr and its exit code (a redacted traceback with
+    --debug, and the same exit code)."""
     try:
         yield
     except AblationKitError as exc:
         if _state["debug"]:
-            raise
+            _print_traceback(exc)
+            raise typer.Exit(exc.exit_code) from None
         raise _fail(exc.one_line(), exc.exit_code) from None
+
+
+_TIMEOUT_HELP = (
+    "Seconds one attempt may wait on a model server before it is retried "
+    "(default: 120, or 600 for a server on this machine; the embedded model has none)."
+)
+_DEADLINE_HELP = (
+    "Seconds a paper's model calls may take in all, retries included; then the paper fails "
+    "(0: no limit)."
+)
+
+
+def _deadline(seconds: float) -> float | None:
+    return seconds or None
 
 
 @app.command()
@@ -241,11 +271,14 @@ def plan(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached replies."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan JSON to stdout."),
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.01, help=_TIMEOUT_HELP),
+    deadline: float = typer.Option(1800.0, "--deadline", min=0, help=_DEADLINE_HELP),
 ) -> None:
     """Plan the k most important ablations of a paper (or its k most important missing ones)."""
     from rich.console import Console
 
     from ablationkit.lm import LMClient
+    from ablationkit.lm.keys import redact
     from ablationkit.papers import sample_paper_path
     from ablationkit.planner import PlanProgress
     from ablationkit.planner import plan as make_plan
@@ -271,11 +304,11 @@ def plan(
         err.print(f"[bold]•[/] {paper.format}: {title} ({sections} sections, {paper.words} words)")
 
     progress = PlanProgress(
-        on_stage=lambda m: err.print(f"[bold]•[/] {escape(m)}"),
+        on_stage=lambda m: err.print(f"[bold]•[/] {escape(redact(m))}"),
         on_token=ReasoningStream(show),
         on_paper=loaded,
     )
-    client = LMClient(cache=not no_cache)
+    client = LMClient(cache=not no_cache, timeout=timeout)
     with _user_errors():
         result = make_plan(
             source,
@@ -291,6 +324,7 @@ def plan(
             raw_dir=out_dir,
             strict=strict,
             progress=progress,
+            deadline=_deadline(deadline),
         )
     if streamed:
         err.print()
@@ -415,6 +449,8 @@ def bench_plan(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Count requests, tokens and cost; call no model."
     ),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.01, help=_TIMEOUT_HELP),
+    deadline: float = typer.Option(1800.0, "--deadline", min=0, help=_DEADLINE_HELP),
 ) -> None:
     """Plan every paper of a dataset that has no plan in the run yet."""
     import json
@@ -449,6 +485,8 @@ def bench_plan(
                 limit=limit,
                 papers_root=papers_root,
                 progress=update,
+                timeout=timeout,
+                deadline=_deadline(deadline),
             )
     _report(report)
 
@@ -462,12 +500,14 @@ def bench_judge(
     k: int | None = typer.Option(None, "-k", help="Judge only the top k of each plan."),
     api_base: str | None = typer.Option(None, "--api-base"),
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=256),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.01, help=_TIMEOUT_HELP),
 ) -> None:
     """Judge every plan of a run that this judge has not judged yet."""
     from ablationkit.bench.runner import Run, make_judge
 
     with _user_errors():
         run = Run(run_dir, concurrency=concurrency)
+        run.client.timeout = timeout
         the_judge = make_judge(judge, run.client, api_base)
         bar, update = _progress_bar(f"judging with {the_judge.name}")
         with bar:
@@ -545,6 +585,11 @@ def serve(
         from ablationkit.app import serve as run_app
     except ImportError:
         raise _fail("the web app needs: pip install 'ablationkit[app]'", 2) from None
+    if api_base:
+        from ablationkit.lm.routes import check_api_base
+
+        with _user_errors():
+            check_api_base(api_base)  # malformed: now, not at every upload
     if host not in {"127.0.0.1", "localhost", "::1"}:
         typer.echo(
             f"warning: binding {host}: anyone who reaches it can spend your model calls",
@@ -661,11 +706,25 @@ def _print_outline(loaded: Any) -> None:
 
 
 def run() -> None:
-    """Entry point that keeps tracebacks out of sight unless --debug is given."""
+    """Entry point that keeps tracebacks out of sight unless --debug is given, and keys out
+    of everything: errors, expected or not, are redacted one lines (tracebacks with --debug)."""
+    from ablationkit.lm.keys import redact
+
     try:
         app()
     except AblationKitError as exc:
         if _state["debug"]:
-            raise
-        typer.echo(f"error: {exc.one_line()}", err=True)
+            _print_traceback(exc)
+        else:
+            typer.echo(f"error: {redact(exc.one_line())}", err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug, or a library's error that we do not wrap yet
+        if _state["debug"]:
+            _print_traceback(exc)
+        else:
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            typer.echo(
+                f"error: internal error ({redact(detail)}); rerun with --debug for the traceback",
+                err=True,
+            )
+        sys.exit(1)

@@ -364,7 +364,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                 )
             job.push("plan", plan=json.loads(result.to_json()))
         except AblationKitError as exc:
-            job.push("error", message=exc.one_line().replace(hide, ""))
+            from ablationkit.lm.keys import redact  # no API key in what the page shows
+
+            job.push("error", message=redact(exc.one_line()).replace(hide, ""))
         except Exception:  # the page must hear about it; the log has the traceback
             log.exception("planning failed")
             job.push("error", message="internal error while planning (see the server log)")

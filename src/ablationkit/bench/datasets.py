@@ -83,12 +83,28 @@ def sample_dataset_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "sample_dataset.jsonl"
 
 
-def _from_jsonl(path: Path) -> list[Instance]:
+def _from_jsonl(
+    path: Path, *, mode: Mode | None = None, papers_root: Path | None = None
+) -> list[Instance]:
+    """Our rows (``id``, ``title``, ``text``/``path``, ``ground_truth``, ...) or AblationBench's
+    (``paper_title``, ``ablations_in_paper``, ``review_text``, ...; see ``hub_instances``), one
+    format per row; AblationBench's ``paper_path`` is resolved against ``papers_root`` (default:
+    the file's folder)."""
     instances: list[Instance] = []
     seen: dict[str, int] = {}
     for lineno, line in _jsonl_lines(path):
         try:
             data = load_json(line)
+            if isinstance(data, dict) and REFERENCE_FIELDS & data.keys():
+                instances.append(
+                    reference_instance(
+                        data,
+                        f"{path}: line {lineno}",
+                        mode=data.get("mode") or mode,
+                        root=papers_root or path.parent,
+                    )
+                )
+                continue
             if data.get("path") and not Path(data["path"]).is_absolute():
                 data["path"] = str(path.parent / data["path"])
             instances.append(Instance.model_validate(data).with_root(path.parent))
@@ -211,50 +227,74 @@ def _json_records(value: Any, field: str, where: str) -> list[Any]:
         raise FormatError(f"field {field!r} is not JSON ({exc.msg})", where=where) from None
 
 
+# Fields only AblationBench's rows have: a row with any of them is read as one of its rows.
+REFERENCE_FIELDS = frozenset(
+    {"paper_title", "paper_abstract", "paper_path", "ablations_in_paper", "review_text"}
+    | {"num_ablation_suggestions"}
+)
+
+
+def reference_instance(
+    row: dict[str, Any], where: str, *, mode: Mode | str | None, root: Path
+) -> Instance:
+    """One row of AblationBench's datasets as an instance.
+
+    The fields are the ones AblationBench's own harness reads: ``id``, ``paper_title``,
+    ``paper_abstract``, ``paper_path`` (the paper's folder, relative to ``root``: a checkout of
+    its repository), ``ablations_in_paper`` (author mode: the ground truth, JSON text) and
+    ``review_text`` (reviewer mode: the reviews, JSON text) with ``num_ablation_suggestions`` (how
+    many missing ablations the reviewers asked for: the recall denominator AblationBench uses).
+    No paper file is needed to judge or score. The mode is the row's, the caller's, or what the
+    row holds (reviews: reviewer); a row without its ground truth for that mode is an error,
+    never an instance with nothing to find.
+    """
+    if mode is None:
+        mode = "reviewer" if "review_text" in row or "num_ablation_suggestions" in row else "author"
+    if mode not in ("author", "reviewer"):
+        raise FormatError(f"mode {mode!r} is neither author nor reviewer", where=where)
+    checked: Mode = "reviewer" if mode == "reviewer" else "author"
+    if mode == "author" and row.get("ablations_in_paper") in (None, ""):
+        raise FormatError("an author-mode row needs ablations_in_paper", where=where)
+    count = row.get("num_ablation_suggestions")
+    if mode == "reviewer" and count in (None, "") and not row.get("review_text"):
+        raise FormatError(
+            "a reviewer-mode row needs num_ablation_suggestions or review_text", where=where
+        )
+    paper_path = row.get("paper_path")
+    if paper_path and not Path(paper_path).is_absolute():
+        paper_path = str(root / paper_path)
+    try:
+        return Instance(
+            id=str(row["id"]) if row.get("id") not in (None, "") else where,
+            mode=checked,
+            title=str(row.get("paper_title") or ""),
+            abstract=str(row.get("paper_abstract") or ""),
+            text=row.get("paper_text") or None,
+            path=paper_path or None,
+            ground_truth=_json_records(row.get("ablations_in_paper"), "ablations_in_paper", where),
+            reviews=[
+                r if isinstance(r, str) else json.dumps(r)
+                for r in _json_records(row.get("review_text"), "review_text", where)
+            ],
+            target_count=int(count) if count not in (None, "") else None,
+        ).with_root(root)
+    except (ValidationError, ValueError, TypeError) as exc:
+        detail = describe_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise FormatError(f"not an AblationBench row ({detail})", where=where) from None
+
+
 def hub_instances(
     rows: Iterable[dict[str, Any]], mode: Mode, *, papers_root: Path | None = None
 ) -> list[Instance]:
-    """Instances from rows of AblationBench's datasets.
-
-    The fields are the ones AblationBench's own harness reads: ``id``, ``paper_title``,
-    ``paper_abstract``, ``paper_path`` (a LaTeX folder, relative to a checkout of its repository:
-    ``papers_root``), ``ablations_in_paper`` (author mode: the ground truth, JSON text) and
-    ``review_text`` (reviewer mode: the reviews, JSON text) with ``num_ablation_suggestions`` (how
-    many missing ablations the reviewers asked for: the recall denominator AblationBench uses).
-    """
-    instances: list[Instance] = []
+    """Instances from rows of AblationBench's hub datasets (see :func:`reference_instance`)."""
     # Without papers_root, relative paths are read from the working directory: the root then.
     root = Path(papers_root) if papers_root is not None else Path.cwd()
-    for index, row in enumerate(rows):
-        where = f"row {index}"
-        paper_path = row.get("paper_path")
-        if paper_path and not Path(paper_path).is_absolute():
-            paper_path = str(root / paper_path)
-        count = row.get("num_ablation_suggestions")
-        try:
-            instances.append(
-                Instance(
-                    id=str(row.get("id") or index),
-                    mode=mode,
-                    title=str(row.get("paper_title") or ""),
-                    abstract=str(row.get("paper_abstract") or ""),
-                    text=row.get("paper_text") or None,
-                    path=paper_path or None,
-                    ground_truth=_json_records(
-                        row.get("ablations_in_paper"), "ablations_in_paper", where
-                    ),
-                    reviews=[
-                        r if isinstance(r, str) else json.dumps(r)
-                        for r in _json_records(row.get("review_text"), "review_text", where)
-                    ],
-                    target_count=int(count) if count not in (None, "") else None,
-                ).with_root(root)
-            )
-        except ValidationError as exc:
-            raise FormatError(
-                f"not an AblationBench row ({describe_validation(exc)})", where=where
-            ) from None
-    return instances
+    return [
+        reference_instance(
+            dict(row, id=row.get("id") or index), f"row {index}", mode=mode, root=root
+        )
+        for index, row in enumerate(rows)
+    ]
 
 
 def load_dataset(
@@ -267,7 +307,8 @@ def load_dataset(
 ) -> list[Instance]:
     """Instances from a JSONL file, a papers directory, ``sample`` or ``hf:<name>``.
 
-    ``papers_root`` resolves the relative ``paper_path`` of AblationBench's hub rows.
+    ``papers_root`` resolves the relative ``paper_path`` of AblationBench's rows (from the hub
+    or a local JSONL file).
     """
     text = str(spec)
     if text == "sample":
@@ -279,7 +320,9 @@ def load_dataset(
         if path.is_dir():
             instances = _from_papers_dir(path, mode or "author")
         elif path.is_file():
-            instances = _from_jsonl(path)
+            instances = _from_jsonl(
+                path, mode=mode, papers_root=Path(papers_root) if papers_root else None
+            )
         else:
             raise FormatError("no such dataset file or directory", where=path)
     if mode is not None:

@@ -54,6 +54,10 @@ class LatexError(FormatError):
     """A LaTeX project that cannot be read: missing inputs, cycles, binary junk."""
 
 
+class NoLatexMainError(LatexError):
+    """A folder without a ``.tex`` main file: it may hold the paper in another form."""
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -128,7 +132,7 @@ def _find_main_tex(root: Path, warnings: list[str]) -> Path:
         if match and match.group(2).strip() not in {"subfiles", "standalone"}:
             candidates.append((path, text))
     if not candidates:
-        raise LatexError("no .tex file with \\documentclass in this directory", where=root)
+        raise NoLatexMainError("no .tex file with \\documentclass in this directory", where=root)
     with_document = [c for c in candidates if "\\begin{document}" in c[1]] or candidates
     if len(with_document) == 1:
         return with_document[0][0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ablationkit.errors import FormatError
 from ablationkit.papers.model import Paper
-from ablationkit.sandbox import UnsafePathError, open_regular
+from ablationkit.sandbox import UnsafePathError, iter_files, open_regular
 
 MAX_TEXT_BYTES = 20 * 1024 * 1024
 _TEXT_SUFFIXES = {".md", ".markdown", ".mmd", ".txt", ".text", ""}
@@ -54,6 +54,45 @@ def _read_text(path: Path) -> str:
     return text
 
 
+_MARKDOWN_SUFFIXES = (".md", ".markdown", ".mmd")
+
+
+def markdown_in_folder(root: Path) -> Path | None:
+    """The markdown paper of a folder that has no LaTeX main file, or None.
+
+    AblationBench ships papers as marker output: ``<id>/<id>.md`` beside ``<id>_meta.json`` and
+    page images. The file named like its folder wins, then the largest at the top level, then
+    the largest anywhere; only regular files inside the folder count (``sandbox.iter_files``).
+    """
+    candidates = [p for p in iter_files(root) if p.suffix.lower() in _MARKDOWN_SUFFIXES]
+    if not candidates:
+        return None
+    named = [p for p in candidates if p.stem == root.name and p.parent == root]
+    if named:
+        return named[0]
+    top = [p for p in candidates if p.parent == root] or candidates
+    return max(top, key=lambda p: (p.stat().st_size, p.name))
+
+
+def _load_folder(root: Path, *, strict: bool) -> Paper:
+    """A folder is a LaTeX project when it has a main ``.tex`` file; else its markdown paper."""
+    from ablationkit.papers.latex import NoLatexMainError, load_latex
+
+    try:
+        return load_latex(root, strict=strict)
+    except NoLatexMainError:
+        markdown = markdown_in_folder(root)
+        if markdown is None:
+            raise FormatError(
+                "neither a LaTeX main file (.tex with \\documentclass) nor a markdown paper "
+                "(.md) in this folder",
+                where=root,
+            ) from None
+    from ablationkit.papers.markdown import load_markdown
+
+    return load_markdown(_read_text(markdown), source=str(markdown))
+
+
 def load_paper(
     path: str | Path,
     *,
@@ -66,7 +105,8 @@ def load_paper(
     Section roles are assigned; ``method_section`` / ``ablation_section`` name sections by
     number or title to override the guess.
 
-    A directory is a LaTeX project rooted there; a file's project is its folder. A project reads
+    A directory is a LaTeX project rooted there (or, with no main ``.tex`` file, a folder holding
+    a markdown paper, as AblationBench ships them); a file's project is its folder. A project reads
     only regular files under its root: an ``\\input`` that is missing or leads outside is
     skipped with a warning (``Paper.warnings``), or is an error with ``strict=True``. Only the
     file given is opened for PDF, markdown and text papers.
@@ -77,9 +117,7 @@ def load_paper(
     if not path.exists():
         raise FormatError("no such file or directory", where=path)
     if path.is_dir():
-        from ablationkit.papers.latex import load_latex
-
-        paper = load_latex(path, strict=strict)
+        paper = _load_folder(path, strict=strict)
     else:
         if not path.is_file():  # a FIFO or a device: reading it could block or never end
             raise FormatError("not a regular file", where=path)

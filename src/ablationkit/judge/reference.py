@@ -16,6 +16,7 @@ The judge's raw lines are kept in ``Judgement.lines``: the reference scores name
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -27,8 +28,9 @@ from typing import Any
 from ablationkit.ablationbench.config import PromptConfig
 from ablationkit.ablationbench.scoring import AuthorLine, ReviewerLine
 from ablationkit.errors import AblationKitError
-from ablationkit.judge.lm_judge import blank_judgement
-from ablationkit.lm.client import LMClient
+from ablationkit.judge.base import Judge, JudgeBase, blank_judgement
+from ablationkit.judge.lm_judge import MajorityJudge
+from ablationkit.lm.client import LMClient, default_client
 from ablationkit.schema import Ablation, Judgement, Match, Plan, Usage
 
 REVIEW_SEPARATOR = "\n</official_review>\n\n\n<official_review>\n"
@@ -36,6 +38,20 @@ REVIEW_SEPARATOR = "\n</official_review>\n\n\n<official_review>\n"
 
 class ReferenceReplyError(AblationKitError):
     """The judge's reply has no usable ``<predictions>`` lines."""
+
+
+@cache
+def uses_variable(prompts: PromptConfig, variable: str) -> bool:
+    """Whether the user template reads ``variable`` (a config that never shows the paper's
+    source is not given it, so it is never read)."""
+    from jinja2 import TemplateSyntaxError, meta
+    from jinja2.sandbox import SandboxedEnvironment
+
+    try:
+        parsed = SandboxedEnvironment().parse(prompts.user_template)
+    except TemplateSyntaxError:
+        return True  # rendering will name the error; reading the source costs nothing more
+    return variable in meta.find_undeclared_variables(parsed)
 
 
 @cache
@@ -131,9 +147,10 @@ def matches_from_author_lines(
     return [Match(planned=p, target=t) for p, t in sorted(out)]
 
 
-class AblationBenchJudge:
+class AblationBenchJudge(JudgeBase):
     """One model judging as the reference's LM judge does; ``prompts`` replaces our text with
-    a :class:`PromptConfig` (e.g. the reference's own YAML, ``--judge-config``)."""
+    a :class:`PromptConfig` (e.g. the reference's own YAML, ``--judge-config``). ``client``
+    defaults to the process's default client."""
 
     protocol = "ablationbench"
 
@@ -149,7 +166,7 @@ class AblationBenchJudge:
         **params: Any,
     ) -> None:
         self.model = model
-        self.client = client or LMClient()
+        self.client = client or default_client()
         self.api_base = api_base
         self.name = name or f"ab:{model}"
         self.prompts = prompts
@@ -158,6 +175,21 @@ class AblationBenchJudge:
 
     def _prompts(self, mode: str) -> PromptConfig:
         return self.prompts or default_prompts(mode)
+
+    def needs_paper_source(self, mode: str) -> bool:
+        return uses_variable(self._prompts(mode), "paper_source")
+
+    def settings(self) -> dict[str, Any]:
+        prompts = "ablationkit"
+        if self.prompts is not None:
+            text = f"{self.prompts.system}\0{self.prompts.user_template}".encode()
+            prompts = "sha256:" + hashlib.sha256(text).hexdigest()[:16]
+        return {
+            "protocol": self.protocol,
+            "model": self.model,
+            "seed": self.seed,
+            "prompts": prompts,
+        }
 
     def messages(
         self,
@@ -253,30 +285,6 @@ class AblationBenchJudge:
             result.error = exc.one_line()
         return result
 
-    def judge(
-        self,
-        plan: Plan,
-        targets: Sequence[Ablation],
-        *,
-        reviews: Sequence[str] = (),
-        title: str = "",
-        abstract: str = "",
-        paper_source: str = "",
-        k: int | None = None,
-    ) -> Judgement:
-        result = self.client.run_sync(
-            self.ajudge(
-                plan,
-                targets,
-                reviews=reviews,
-                title=title,
-                abstract=abstract,
-                paper_source=paper_source,
-            )
-        )
-        self.client.flush()
-        return result
-
 
 def combine_reference_verdicts(name: str, verdicts: Sequence[Judgement]) -> Judgement:
     """The reference's majority over several judges' lines (see ``scoring.majority_*``)."""
@@ -309,3 +317,25 @@ def combine_reference_verdicts(name: str, verdicts: Sequence[Judgement]) -> Judg
         ]
     result.votes = [v.matches for v in valid]
     return result
+
+
+class ReferenceMajorityJudge(MajorityJudge):
+    """The reference's majority over several judges' lines (``combine_reference_verdicts``).
+
+    The reference's judges each draw their own shuffles and sides; so do these, reproducibly:
+    the caller gives each its own seed (``make_judge``: seed, seed + 1, ...), and the majority's
+    ``draw`` keeps every judge's draw.
+    """
+
+    def __init__(self, judges: Sequence[Judge], *, name: str | None = None) -> None:
+        super().__init__(judges, name=name or f"ab:majority({len(judges)})")
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "protocol": "ablationbench"}
+
+    def combine(
+        self, plan: Plan, targets: Sequence[Ablation], k: int, verdicts: Sequence[Judgement]
+    ) -> Judgement:
+        result = combine_reference_verdicts(self.name, verdicts)
+        result.draw = {"judges": [{"judge": v.judge, **(v.draw or {})} for v in verdicts]}
+        return result

@@ -32,9 +32,10 @@ def test_site_pages_and_leaderboard_match_the_runs(judged_runs: list[Path], tmp_
         Judgement.model_validate_json(p.read_text("utf-8"))
         for p in sorted((toy / "judgements").glob("*/*.json"))
     ]
-    expected = aggregate(verdicts, resamples=50)["macro"]["f1"]
+    expected = aggregate(verdicts, resamples=50).macro.f1
     [row] = [r for r in report.leaderboard if r.run == "toy-run"]
-    assert row.mode == "author" and row.papers == 4 and row.macro["f1"] == pytest.approx(expected)
+    assert row.mode == "author" and row.papers == 4 and row.macro.f1 == pytest.approx(expected)
+    assert row.failures == 0 and not row.failed
     modes = {r.mode for r in report.leaderboard if r.run == "sample-run"}
     assert modes == {"author", "reviewer"}
     index = (out / "index.html").read_text("utf-8")

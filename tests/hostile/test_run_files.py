@@ -194,7 +194,7 @@ def test_old_runs_keep_their_plans_and_judgements_under_the_old_names(
     assert len(again.plan(dataset, model="m", api_base=server.url, k=2).skipped) == 3
     assert len(again.judge(make_judge(["m"], again.client, server.url)).skipped) == 3
     assert (run.dir / "plans" / f"{file_stem('a b')}.json").is_file() and not old_dir.exists()
-    assert again.score(resamples=0)["plans"] == 3
+    assert again.score(resamples=0).plans == 3
 
 
 # ---------------------------------------------------------------------- damaged files (4)

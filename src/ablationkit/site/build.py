@@ -17,7 +17,6 @@ from typing import Any
 from ablationkit import __version__
 from ablationkit.errors import AblationKitError, FormatError
 from ablationkit.fsutil import atomic_write_text
-from ablationkit.judge.metrics import score_judgement
 from ablationkit.site.collect import PaperEntry, RunData, Score, load_run, scores
 from ablationkit.trajectory import PLAN_HEADING, PLAN_STYLES, REASONING_HEADING, REASONING_STYLE
 
@@ -46,7 +45,6 @@ def _environment() -> Any:
     env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.1f}"
     env.filters["usd"] = lambda v: "—" if v is None else f"${v:,.4f}" if v < 1 else f"${v:,.2f}"
     env.filters["ci"] = lambda v: "" if not v else f"{100 * v[0]:.1f}–{100 * v[1]:.1f}"
-    env.globals["paper_score"] = score_judgement
     return env
 
 
@@ -102,11 +100,12 @@ def _prepare_out(out_dir: Path) -> None:
 
 def _matches(entry: PaperEntry) -> dict[str, list[list[int]]]:
     """Per judge, the ``[planned, target]`` pairs within its k (what the page draws)."""
-    return {
-        judge: sorted({(m.planned, m.target) for m in verdict.matches if m.planned < verdict.k})
-        for judge, verdict in entry.judgements.items()
-        if verdict.error is None
-    }
+    drawn: dict[str, list[list[int]]] = {}
+    for judge, verdict in entry.judgements.items():
+        if verdict.error is None:
+            pairs = {(m.planned, m.target) for m in verdict.matches if m.planned < verdict.k}
+            drawn[judge] = [list(pair) for pair in sorted(pairs)]
+    return drawn
 
 
 def build_site(
@@ -125,7 +124,8 @@ def build_site(
         used.add(run.slug.casefold())
         runs.append(run)
     rows = [row for run in runs for row in scores(run, resamples=resamples)]
-    rows.sort(key=lambda r: (r.mode, -r.macro["f1"], r.run, r.judge))
+    # a judge that gave no verdict is listed after the ranked ones, never ranked by its zeros
+    rows.sort(key=lambda r: (r.mode, r.failed, -r.macro.f1, r.run, r.judge))
     out = Path(out_dir)
     _prepare_out(out)
     env = _environment()

@@ -1,24 +1,26 @@
-"""Read run directories (``bench plan|judge``) into what the site shows: plans, ground truth,
-judgements and per-mode scores. Reads only, through ``bench.runfiles`` (the one owner of a
-run's file names): a damaged run file stops the site with one line naming it (``bench``
-repairs runs, the site never moves anything); a file named for another paper is skipped with a
-warning."""
+"""What the site shows of a run: its papers (plan, ground truth, every judge's verdict and
+score) and per-mode leaderboard rows. Built from ``bench.store.read_run``, the one reader of a
+run directory: a damaged run file stops the site with one line naming it (``bench`` repairs
+runs, the site never moves anything); a file named for another paper is skipped with a warning.
+
+Scores are the run's own (``RunRecord.judge_scores``): a paper whose plan or judgement failed
+counts as 0, and a judge that gave no verdict at all is shown as failed, not ranked.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ablationkit.bench.runfiles import RunFiles, file_stem
-from ablationkit.errors import AblationKitError, FormatError
-from ablationkit.judge.metrics import aggregate
+from ablationkit.bench.store import RunRecord, file_stem, read_run
+from ablationkit.judge.metrics import Metrics, PaperScore, score_judgement
 from ablationkit.schema import Ablation, Judgement, Mode, Plan
 
 
 @dataclass
 class PaperEntry:
-    """One paper of one run: its plan (None when planning failed) and every judge's verdict."""
+    """One paper of one run: its plan (None when planning failed) and every judge's verdict,
+    with the paper's score under each judge (at the run's k)."""
 
     paper_id: str
     mode: Mode
@@ -28,6 +30,7 @@ class PaperEntry:
     truth_names: list[str] = field(default_factory=list)
     reviews: list[str] = field(default_factory=list)
     judgements: dict[str, Judgement] = field(default_factory=dict)
+    scores: dict[str, PaperScore] = field(default_factory=dict)
     failure: str | None = None
 
     @property
@@ -44,7 +47,8 @@ class PaperEntry:
 
 @dataclass
 class Score:
-    """A leaderboard row: one run, one judge, one mode."""
+    """A leaderboard row: one run, one judge, one mode. ``papers`` counts failed papers too
+    (as 0; ``failures`` of them); ``failed``: the judge gave no verdict at all."""
 
     run: str
     run_slug: str
@@ -54,11 +58,14 @@ class Score:
     k: int | None
     papers: int
     errors: int
-    macro: dict[str, float]
-    micro: dict[str, float]
-    ci95: dict[str, list[float]]
+    macro: Metrics
+    micro: Metrics
+    ci95: dict[str, tuple[float, float]]
     plan_cost_usd: float | None
     judge_cost_usd: float | None
+    failures: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+    failed: bool = False
 
 
 @dataclass
@@ -72,84 +79,55 @@ class RunData:
     papers: list[PaperEntry]
     judges: list[str]
     warnings: list[str] = field(default_factory=list)
+    record: RunRecord | None = None
 
     def modes(self) -> list[Mode]:
-        return sorted({p.mode for p in self.papers})  # type: ignore[return-value]
+        return sorted({p.mode for p in self.papers})
 
 
-def _dataset_instances(config: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
-    """The run's instances by id, or nothing when the dataset cannot be loaded here."""
-    from ablationkit.bench.runner import planned_instances
-
-    if not config.get("dataset"):
-        return {}
-    try:
-        instances = planned_instances(config)
-    except AblationKitError as exc:
-        warnings.append(
-            f"dataset not readable here ({exc.one_line()}): ground truth shown by name only"
-        )
-        return {}
-    return {i.id: i for i in instances}
+def _entry(record: RunRecord, paper_id: str, failures: dict[str, str]) -> PaperEntry:
+    instance = (record.instances or {}).get(paper_id)
+    entry = PaperEntry(
+        paper_id=paper_id,
+        mode=record.mode_of(paper_id),
+        title=instance.title if instance else "",
+        plan=record.plans.get(paper_id),
+        truth=list(instance.ground_truth) if instance else [],
+        reviews=list(instance.reviews) if instance else [],
+        failure=failures.get(paper_id),
+    )
+    for judge in record.judges:
+        verdict = record.judgements.get(judge, {}).get(paper_id)
+        if verdict is None or entry.plan is None:
+            continue
+        entry.judgements[judge] = verdict
+        entry.scores[judge] = score_judgement(verdict, k=record.score_k(judge))
+        if not entry.truth_names:
+            entry.truth_names = list(verdict.targets)
+    return entry
 
 
 def load_run(path: str | Path, *, slug: str | None = None) -> RunData:
     """A run directory as the site shows it."""
     root = Path(path)
-    files = RunFiles(root)
-    manifest = files.read_manifest()
-    if manifest is None:
-        raise FormatError("not a run directory (no run.json)", where=root)
-    config: dict[str, Any] = (manifest["stages"].get("plan") or {}).get("config") or {}
-    warnings: list[str] = []
-    instances = _dataset_instances(config, warnings)
-    failures = files.read_failures(repair=False).get("plan", {})
-
-    papers: dict[str, PaperEntry] = {}
-    for plan in files.read_plans(warnings.append):
-        instance = instances.get(plan.paper_id)
-        papers[plan.paper_id] = PaperEntry(
-            paper_id=plan.paper_id,
-            mode=plan.mode,
-            title=instance.title if instance else "",
-            plan=plan,
-            truth=list(instance.ground_truth) if instance else [],
-            reviews=list(instance.reviews) if instance else [],
-        )
-    for paper_id, error in failures.items():
-        if paper_id not in papers:
-            instance = instances.get(paper_id)
-            papers[paper_id] = PaperEntry(
-                paper_id=paper_id,
-                mode=instance.mode if instance else (config.get("mode") or "author"),
-                title=instance.title if instance else "",
-                truth=list(instance.ground_truth) if instance else [],
-                failure=error,
-            )
-    judges: list[str] = []
-    for verdicts in files.read_judgements(warnings.append).values():
-        for verdict in verdicts:
-            entry = papers.get(verdict.paper_id)
-            if entry is None:
-                continue
-            entry.judgements[verdict.judge] = verdict
-            if not entry.truth_names:
-                entry.truth_names = list(verdict.targets)
-            if verdict.judge not in judges:
-                judges.append(verdict.judge)
-    model = config.get("model") or next(
-        (p.plan.model for p in papers.values() if p.plan), "unknown"
+    record = read_run(root)
+    config = record.plan_config
+    failures = record.plan_failures()
+    papers = [_entry(record, paper_id, failures) for paper_id in record.paper_ids()]
+    model = (config.model if config else None) or next(
+        (p.plan.model for p in papers if p.plan), "unknown"
     )
     return RunData(
         name=root.resolve().name,
         slug=slug or file_stem(root.resolve().name),
         path=root,
         model=model,
-        dataset=config.get("dataset"),
-        k=config.get("k"),
-        papers=sorted(papers.values(), key=lambda p: p.paper_id),
-        judges=judges,
-        warnings=warnings,
+        dataset=config.dataset if config else None,
+        k=config.k if config else None,
+        papers=papers,
+        judges=record.judges,
+        warnings=list(record.warnings),
+        record=record,
     )
 
 
@@ -159,13 +137,15 @@ def _cost(values: list[float | None]) -> float | None:
 
 def scores(run: RunData, *, resamples: int = 1000) -> list[Score]:
     """Leaderboard rows of a run: one per judge and mode, with 95% bootstrap intervals."""
+    record = run.record if run.record is not None else read_run(run.path)
     rows: list[Score] = []
     for judge in run.judges:
         for mode in run.modes():
-            papers = [p for p in run.papers if p.mode == mode and judge in p.judgements]
-            if not papers:
-                continue
-            summary = aggregate([p.judgements[judge] for p in papers], resamples=resamples)
+            summary = record.judge_scores(judge, mode=mode, resamples=resamples)
+            if summary.papers == summary.plan_failures:
+                continue  # the judge has done nothing in this mode (yet)
+            papers = [p for p in run.papers if p.mode == mode]
+            judged = [p for p in papers if judge in p.judgements]
             rows.append(
                 Score(
                     run=run.name,
@@ -174,20 +154,23 @@ def scores(run: RunData, *, resamples: int = 1000) -> list[Score]:
                     judge=judge,
                     mode=mode,
                     k=run.k,
-                    papers=summary["papers"],
-                    errors=summary["errors"],
-                    macro=summary["macro"],
-                    micro=summary["micro"],
-                    ci95=summary["macro_ci95"],
+                    papers=summary.papers,
+                    errors=summary.errors,
+                    macro=summary.macro,
+                    micro=summary.micro,
+                    ci95=summary.macro_ci95,
                     plan_cost_usd=_cost(
-                        [p.plan.usage.cost_usd if p.plan and p.plan.usage else None for p in papers]
+                        [p.plan.usage.cost_usd if p.plan.usage else None for p in papers if p.plan]
                     ),
                     judge_cost_usd=_cost(
                         [
                             j.usage.cost_usd if (j := p.judgements[judge]).usage else None
-                            for p in papers
+                            for p in judged
                         ]
                     ),
+                    failures=summary.failures,
+                    failed_ids=summary.failed_ids,
+                    failed=summary.failed,
                 )
             )
     return rows

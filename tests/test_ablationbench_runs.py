@@ -119,3 +119,47 @@ def test_import_needs_ground_truth_in_the_rows(tmp_path: Path) -> None:
     (tmp_path / "plans").mkdir()
     with pytest.raises(FormatError, match="needs ablations_in_paper"):
         import_run(tmp_path / "plans", dataset, tmp_path / "run")
+
+
+def test_cli_import_score_json_export_and_site(tmp_path: Path, cli: str) -> None:
+    import subprocess
+
+    dataset, plans, judge = _reference_folders(tmp_path)
+    run = tmp_path / "run"
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([cli, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    call(
+        "bench",
+        "import-ablationbench",
+        "--plans",
+        str(plans),
+        "--dataset",
+        str(dataset),
+        "--run",
+        str(run),
+        "--evaluations",
+        str(judge),
+        "--judge",
+        "gpt-4o-judge",
+    )
+    scored = json.loads(
+        call("bench", "score", "--run", str(run), "--protocol", "ablationbench", "--json").stdout
+    )
+    entry = scored["judges"]["gpt-4o-judge"]
+    assert entry["per_paper"]["paper-a_1"]["f1"] == pytest.approx(2 / 3)
+    assert entry["macro"]["f1"] == pytest.approx((2 / 3) / 3)  # failed/empty papers count as 0
+    ours = json.loads(call("bench", "score", "--run", str(run), "--json").stdout)
+    assert set(ours["judges"]["gpt-4o-judge"]["per_paper"]) == {
+        "paper-a_1",
+        "paper-b",
+        "paper-empty",
+    }
+    call("bench", "export-ablationbench", "--run", str(run), "--out", str(tmp_path / "x"))
+    assert (tmp_path / "x" / "plans" / "plans.json").is_file()
+    call("site", str(run), "-o", str(tmp_path / "site"))
+    pages = list((tmp_path / "site").rglob("*.html"))
+    assert any("Remove KL" in page.read_text("utf-8") for page in pages)

@@ -36,7 +36,13 @@ from ablationkit.ablationbench.scoring import (
     score_reviewer,
 )
 from ablationkit.bench.datasets import load_dataset
-from ablationkit.bench.store import JudgeStageConfig, PlanStageConfig, RunStore, read_run
+from ablationkit.bench.store import (
+    JudgeStageConfig,
+    PlanStageConfig,
+    RunRecord,
+    RunStore,
+    read_run,
+)
 from ablationkit.errors import FormatError
 from ablationkit.fsutil import safe_name
 from ablationkit.judge.reference import matches_from_author_lines, plan_lines
@@ -291,3 +297,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, list[str]]
         write_judge_output(out / folder, lines, evaluations)
         written[folder] = sorted(lines)
     return written
+
+
+def score_record(record: RunRecord, *, top_k: int | None = None) -> dict[str, Any]:
+    """:func:`score_run` over a run read with ``read_run``: every paper of the run counts."""
+    return score_run(record.plans, record.judgements, record.paper_ids(), top_k=top_k)

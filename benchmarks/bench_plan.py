@@ -38,7 +38,7 @@ def main() -> None:
     )
     for paper in papers:
         start = time.perf_counter()
-        result = plan(paper, args.mode, args.k, args.model, client=client)
+        result = plan(paper, mode=args.mode, k=args.k, model=args.model, client=client)
         wall = time.perf_counter() - start
         t, u = result.timings, result.usage
         assert t is not None and u is not None

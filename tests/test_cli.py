@@ -82,9 +82,13 @@ def test_list_input_needs_a_mode(cli: str, papers_dir: Path) -> None:
     gt = papers_dir / "maskgit" / "ground_truth.jsonl"
     result = run(cli, "convert", gt, "--to", "md")
     assert result.returncode != 0 and b"--mode" in result.stderr
-    result = run(cli, "convert", gt, "--to", "md", "--mode", "author", "--model", "paper")
-    assert result.returncode == 0
+    result = run(cli, "convert", gt, "--to", "md", "--mode", "Author", "--model", "paper")
+    assert result.returncode == 0  # a mode in any case
     assert b"# imported/paper/ground_truth" in result.stdout and b"#9c27b0" in result.stdout
+    result = run(cli, "convert", gt, "--to", "md", "--mode", "auteur")
+    assert result.returncode == 2
+    assert b"unknown mode 'auteur': use author or reviewer" in result.stderr
+    assert b"Value error" not in result.stderr
 
 
 def test_several_inputs_need_an_out_dir(cli: str, seeds_dir: Path) -> None:

@@ -23,7 +23,8 @@ from ablationkit.lm import (
     resolve,
 )
 from ablationkit.lm.keys import redact
-from ablationkit.lm.pricing import cost, price_key
+from ablationkit.lm.models import family, resolve_model
+from ablationkit.lm.retry import RetryEvent
 from ablationkit.lm.types import TokenUsage
 from ablationkit.testing import FakeLLMServer, Reply
 
@@ -102,9 +103,15 @@ def test_truncated_stream_is_retried_and_the_consumer_told(
     )
     lm, _ = client(tmp_path)
     seen: list[str] = []
-    reply = lm.complete("hi", model="m", api_base=fake_llm.url, on_token=seen.append)
+    retries: list[RetryEvent] = []
+    reply = lm.complete(
+        "hi", model="m", api_base=fake_llm.url, on_token=seen.append, on_retry=retries.append
+    )
     assert reply.text == "the complete second reply"
-    assert any("[retrying" in piece for piece in seen)
+    # the retry is an event, never text in the stream of tokens
+    assert [(e.model, e.attempt) for e in retries] == [("m", 1)]
+    assert "before the reply was complete" in retries[0].reason
+    assert not any("retrying" in piece for piece in seen)
     assert "".join(seen).endswith("the complete second reply")
     assert fake_llm.requests[-1]["stream"] is True
 
@@ -230,10 +237,13 @@ def test_routes_and_prices() -> None:
     assert resolve("my-model", "http://127.0.0.1:9/v1").model_name == "my-model"
     with pytest.raises(ModelUnavailableError, match="unknown model id"):
         resolve("mystery-model")
-    assert price_key("anthropic/claude-3-5-sonnet-20240620") == "claude-3-5-sonnet"
-    assert price_key("openai/gpt-4o-mini") == "gpt-4o-mini"
-    assert cost("somebody/unknown-model", TokenUsage(10, 10)) is None
-    assert cost("local", TokenUsage(10, 10), local=True) == 0.0
+    assert family("anthropic/claude-3-5-sonnet-20240620") == "claude-3-5-sonnet"
+    assert family("openai/gpt-4o-mini") == "gpt-4o-mini"
+    assert (
+        resolve_model("somebody/unknown-model", "http://127.0.0.1:9/v1").cost(TokenUsage(10, 10))
+        is None
+    )
+    assert resolve_model("local").cost(TokenUsage(10, 10)) == 0.0
 
 
 def test_litellm_models_need_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

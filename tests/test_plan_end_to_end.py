@@ -64,8 +64,8 @@ def test_plan_cli_writes_json_and_trajectory(cli: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "prompt:" in result.stderr and "The scorer and the DPP" in result.stderr
     assert "No candidates stage" in result.stdout and "REPLACE" in result.stdout
-    saved = load_plan(tmp_path / "plans" / "kestrel-sample.json")
-    trajectory = (tmp_path / "plans" / "kestrel-sample.md").read_text("utf-8")
+    saved = load_plan(tmp_path / "plans" / "kestrel-sample.author.json")
+    trajectory = (tmp_path / "plans" / "kestrel-sample.author.md").read_text("utf-8")
     assert trajectory.splitlines()[9] == "# lm-planner/my-model/kestrel-sample"
     volatile = {"usage", "timings"}  # the trajectory format carries neither
     assert parse_trajectory(trajectory).model_dump(exclude=volatile) == saved.model_dump(
@@ -73,6 +73,34 @@ def test_plan_cli_writes_json_and_trajectory(cli: str, tmp_path: Path) -> None:
     )
     assert saved.mode == "author" and len(saved.ablations) <= 3
     assert saved.timings is not None and saved.timings.total_s is not None
+
+
+def test_plan_cli_reviewer_plan_does_not_overwrite_the_author_plan(
+    cli: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "ABLATIONKIT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
+    out = tmp_path / "plans"
+    with FakeLLMServer(default=json.dumps(REPLY)) as server:
+        for mode in ("author", "Reviewer"):  # any case: --mode is a schema.Mode
+            args = ["plan", "--sample", "--model", "m", "--api-base", server.url, "-o", str(out)]
+            result = subprocess.run(
+                [cli, *args, "--mode", mode],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "kestrel-sample.author.json",
+        "kestrel-sample.author.md",
+        "kestrel-sample.reviewer.json",
+        "kestrel-sample.reviewer.md",
+    ]
+    assert load_plan(out / "kestrel-sample.author.json").mode == "author"
+    assert load_plan(out / "kestrel-sample.reviewer.json").mode == "reviewer"
 
 
 def test_plan_cli_errors_are_one_line(cli: str, tmp_path: Path) -> None:
@@ -107,7 +135,7 @@ def test_plan_cli_errors_are_one_line(cli: str, tmp_path: Path) -> None:
     assert result.returncode == 4
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: kestrel-sample: m gave no usable plan")
-    assert (tmp_path / "kestrel-sample.raw.txt").exists()
+    assert (tmp_path / "kestrel-sample.author.raw.txt").exists()
 
 
 def _needs(model: str) -> None:
@@ -127,9 +155,9 @@ def test_embedded_tiny_model_gives_a_valid_plan(tmp_path: Path) -> None:
     _needs("local:smollm2")
     result = plan(
         sample_paper_path(),
-        "author",
-        2,
-        "local:smollm2",
+        mode="author",
+        k=2,
+        model="local:smollm2",
         client=LMClient(cache=False),
         raw_dir=tmp_path,
     )
@@ -146,7 +174,7 @@ def test_embedded_tiny_model_gives_a_valid_plan(tmp_path: Path) -> None:
 def test_default_model_plans_the_sample_paper(mode: str, tmp_path: Path) -> None:
     _needs("local")
     paper = load_paper(sample_paper_path())
-    result = plan(paper, mode, 5, "local", client=LMClient(cache=False), raw_dir=tmp_path)
+    result = plan(paper, mode=mode, client=LMClient(cache=False), raw_dir=tmp_path)
     assert 1 <= len(result.ablations) <= 5
     words = set(re.findall(r"[a-z]{4,}", paper.to_markdown().lower()))
     for ablation in result.ablations:

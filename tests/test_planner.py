@@ -10,6 +10,7 @@ import pytest
 from ablationkit.lm import LMClient
 from ablationkit.papers import load_paper, sample_paper_path
 from ablationkit.planner import (
+    PlanConfig,
     PlanError,
     PlanProgress,
     ReplyParseError,
@@ -59,16 +60,8 @@ def sample():  # type: ignore[no-untyped-def]
 
 def run_plan(server: FakeLLMServer, paper, tmp_path: Path, **kwargs):  # type: ignore[no-untyped-def]
     client = LMClient(cache=False, timeout=10)
-    return plan(
-        paper,
-        kwargs.pop("mode", "author"),
-        kwargs.pop("k", 5),
-        "test-model",
-        client=client,
-        api_base=server.url,
-        raw_dir=tmp_path,
-        **kwargs,
-    )
+    kwargs.setdefault("model", "test-model")
+    return plan(paper, client=client, api_base=server.url, raw_dir=tmp_path, **kwargs)
 
 
 def test_good_reply(fake_llm: FakeLLMServer, sample, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -99,13 +92,12 @@ def test_prepared_and_async_plans_send_the_same_request(
 
     fake_llm.script(json.dumps(GOOD), json.dumps(GOOD), json.dumps(GOOD))
     client = LMClient(cache=False, timeout=10)
-    whole = plan(sample, "author", 3, "m", client=client, api_base=fake_llm.url, paper_id="x")
-    request = prepare_plan(sample, "author", 3, "m", client=client, api_base=fake_llm.url)
+    config = PlanConfig(k=3, model="m", api_base=fake_llm.url)
+    whole = plan(sample, config, client=client, paper_id="x")
+    request = prepare_plan(sample, config, client=client)
     assert not fake_llm.requests[1:]  # preparing calls no model
     halves = complete_plan(request, client=client)
-    awaited = asyncio.run(
-        aplan(sample, "author", 3, "m", client=LMClient(cache=False), api_base=fake_llm.url)
-    )
+    awaited = asyncio.run(aplan(sample, k=3, model="m", api_base=fake_llm.url, client=client))
     sent = [r["messages"] for r in fake_llm.requests]
     assert sent[0] == sent[1] == sent[2]
     assert whole.ablations == halves.ablations == awaited.ablations
@@ -166,7 +158,7 @@ def test_unrepairable_reply_is_saved(fake_llm: FakeLLMServer, sample, tmp_path: 
         run_plan(fake_llm, sample, tmp_path, paper_id="kestrel")
     message = str(info.value)
     assert 'unknown action "EXPLODE"' in message and "raw reply saved to" in message
-    raw = (tmp_path / "kestrel.raw.txt").read_text("utf-8")
+    raw = (tmp_path / "kestrel.author.raw.txt").read_text("utf-8")
     assert '"reasoning": "cut off' in raw and "EXPLODE" in raw
     assert "\n" not in message
 

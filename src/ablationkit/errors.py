@@ -30,7 +30,10 @@ def describe_validation(error: Any, prefix: str = "") -> str:
     problem = error.errors()[0]
     loc = ".".join(str(p) for p in problem["loc"])
     where = f"{prefix}{loc}" if loc else prefix.rstrip(".")
-    return f"{where}: {problem['msg']}" if where else problem["msg"]
+    message = problem["msg"]
+    if problem.get("type") == "value_error" and "error" in (problem.get("ctx") or {}):
+        message = str(problem["ctx"]["error"])  # our validator's words, without "Value error, "
+    return f"{where}: {message}" if where else message
 
 
 class FormatError(AblationKitError):

@@ -201,6 +201,40 @@ def dump_plan(plan: Plan, fmt: OutputFormat) -> str:
     raise ValueError(f"unknown output format {fmt!r}")
 
 
+def plan_file_stem(plan: Plan) -> str:
+    """``<paper_id>.<mode>``: the name of a plan's files, so that the author and the
+    reviewer plan of one paper sit side by side instead of overwriting each other."""
+    from ablationkit.fsutil import safe_name
+
+    return f"{safe_name(plan.paper_id)}.{plan.mode}"
+
+
+def save_plan(
+    plan: Plan, out_dir: str | Path, formats: Iterable[OutputFormat] = ("json", "md")
+) -> list[Path]:
+    """Write ``plan`` into ``out_dir`` as ``<paper_id>.<mode>.json`` (plan JSON) and
+    ``<paper_id>.<mode>.md`` (trajectory), atomically; return the paths written.
+
+    The paper id is made file-name safe (``fsutil.safe_name``); the mode is in the name so
+    that planning one paper in both modes into one folder keeps both plans.
+    """
+    from ablationkit.errors import AblationKitError
+    from ablationkit.fsutil import atomic_write_text
+
+    stem = plan_file_stem(plan)
+    written: list[Path] = []
+    for fmt in formats:
+        target = Path(out_dir) / f"{stem}{OUTPUT_SUFFIX[fmt]}"
+        try:
+            atomic_write_text(target, dump_plan(plan, fmt))
+        except OSError as exc:
+            raise AblationKitError(
+                f"cannot write the plan ({exc.strerror or exc})", where=target
+            ) from None
+        written.append(target)
+    return written
+
+
 class ConversionResult:
     """What happened to one input of ``convert_files``: an output path, text, or an error
     (with the exit code its error has: 2 for an input we cannot read, 1 otherwise)."""

@@ -9,12 +9,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+# The one definition of the planner's modes: author (plan a paper's ablations from its method)
+# and reviewer (name the ablations a submission is missing). Everything else derives from it:
+# the paper views, the CLI's choices, the web app's query check, ``PlanConfig``.
 Mode = Literal["author", "reviewer"]
-MODES: tuple[Mode, ...] = ("author", "reviewer")
+MODES: tuple[Mode, ...] = get_args(Mode)
+
+
+def parse_mode(value: object) -> Mode:
+    """``value`` as a ``Mode``, case and surrounding space ignored (``" Reviewer"``);
+    ``ValueError`` naming the modes otherwise."""
+    if isinstance(value, str) and value.strip().lower() in MODES:
+        return cast(Mode, value.strip().lower())
+    raise ValueError(f"unknown mode {value!r}: use {' or '.join(MODES)}")
+
 
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n|\u2028|\u2029|\x85|\x0b|\x0c|\x1c|\x1d|\x1e")
 
@@ -203,7 +215,7 @@ class Judgement(BaseModel):
     """A judge's verdict on one plan: which planned ablations match which ground truth.
 
     ``error`` is set when the judge could not give a verdict (an unparseable reply, a failed
-    call): such a judgement is excluded from scores, never counted as "no match".
+    call): scores count such a paper as 0 and list it as failed, never leave it out.
     """
 
     judge: str

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -46,6 +46,10 @@ from ablationkit.app.uploads import (
     safe_filename,
 )
 from ablationkit.errors import AblationKitError
+from ablationkit.schema import Mode
+
+if TYPE_CHECKING:
+    from ablationkit.planner import PlanConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -277,7 +281,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     async def plan_paper(
         request: Request,
         filename: str = Query(..., description="The uploaded file's name"),
-        mode: str = Query("author", pattern="^(author|reviewer)$"),
+        mode: Annotated[Mode, Query(description="author or reviewer (schema.Mode)")] = "author",
         model: str | None = Query(None, max_length=200),
         k: int | None = Query(None, ge=1, le=20),
     ) -> Any:
@@ -289,6 +293,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                 "(its owner can add it with --offer-model)",
                 status=403,
             )
+        config = _plan_config(mode, chosen, k or settings.k)
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_upload_bytes:
             raise UploadRejected(
@@ -316,20 +321,26 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                 return Response(status_code=400)
             raise
         job = _PlanJob()
-        job.task = asyncio.create_task(
-            _plan(job, paper_path, workdir, mode, chosen, k or settings.k)
-        )
+        job.task = asyncio.create_task(_plan(job, paper_path, workdir, config))
         jobs.add(job.task)
         job.task.add_done_callback(jobs.discard)
         return _PlanResponse(job)
+
+    def _plan_config(mode: Mode, model: str, k: int) -> PlanConfig:
+        """The plan settings a request may choose (mode, an offered model, k); the rest are
+        the app's own."""
+        from ablationkit.planner import PlanConfig
+
+        try:
+            return PlanConfig(mode=mode, k=k, model=model, api_base=settings.api_base)
+        except (ValueError, AblationKitError) as exc:  # pydantic's is a ValueError
+            raise RequestRefused(f"cannot plan with these settings ({exc})", status=422) from None
 
     async def _plan(
         job: _PlanJob,
         paper_path: Path,
         workdir: tempfile.TemporaryDirectory[str],
-        mode: str,
-        model: str,
-        k: int,
+        config: PlanConfig,
     ) -> None:
         """Plan on this event loop (``aplan``'s two halves: the paper is prepared in a thread,
         the model call awaited here), holding the slot, the place and the folder until done
@@ -338,26 +349,19 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         from ablationkit.planner.stream import ReasoningStream
 
         hide = f"{workdir.name}/"  # the server's temporary folder is not shown
+        stream = ReasoningStream(lambda text: job.push("reasoning", text=text))
         progress = PlanProgress(
             on_stage=lambda message: job.push("stage", message=message.replace(hide, "")),
-            on_token=ReasoningStream(lambda text: job.push("reasoning", text=text)),
+            on_token=stream,
+            on_retry=stream.retry,
         )
         try:
             if one_at_a_time.locked():
                 job.push("stage", message="waiting for the paper before this one")
             async with one_at_a_time:
-                job.push("stage", message=f"planning with {model}")
+                job.push("stage", message=f"planning with {config.model}")
                 prepared = await _thread_to_the_end(
-                    partial(
-                        prepare_plan,
-                        paper_path,
-                        mode,  # type: ignore[arg-type]
-                        k,
-                        model,
-                        client=client,
-                        api_base=settings.api_base,
-                        progress=progress,
-                    )
+                    partial(prepare_plan, paper_path, config, client=client, progress=progress)
                 )
                 result = await acomplete_plan(
                     prepared, client=client, raw_dir=Path(workdir.name) / "raw", progress=progress

@@ -19,6 +19,10 @@ _EXPORTS: dict[str, str] = {
     "default_client": "ablationkit.lm.client",
     "Deadline": "ablationkit.lm.retry",
     "RetryPolicy": "ablationkit.lm.retry",
+    "Model": "ablationkit.lm.models",
+    "resolve_model": "ablationkit.lm.models",
+    "RetryEvent": "ablationkit.lm.retry",
+    "close_default_client": "ablationkit.lm.client",
     "Route": "ablationkit.lm.routes",
     "resolve": "ablationkit.lm.routes",
     "Completion": "ablationkit.lm.types",
@@ -34,24 +38,36 @@ __all__ = [
     "CompletionCache",
     "Deadline",
     "LMClient",
+    "Model",
     "ModelCallError",
     "ModelConfigError",
     "ModelError",
     "ModelUnavailableError",
+    "RetryEvent",
     "RetryPolicy",
     "Route",
     "RunUsage",
     "TokenUsage",
     "acomplete",
+    "close_default_client",
     "complete",
     "default_client",
     "resolve",
+    "resolve_model",
 ]
 
 if TYPE_CHECKING:
     from ablationkit.lm.cache import CompletionCache
-    from ablationkit.lm.client import LMClient, RunUsage, acomplete, complete, default_client
-    from ablationkit.lm.retry import Deadline, RetryPolicy
+    from ablationkit.lm.client import (
+        LMClient,
+        RunUsage,
+        acomplete,
+        close_default_client,
+        complete,
+        default_client,
+    )
+    from ablationkit.lm.models import Model, resolve_model
+    from ablationkit.lm.retry import Deadline, RetryEvent, RetryPolicy
     from ablationkit.lm.routes import Route, resolve
     from ablationkit.lm.types import (
         Completion,

@@ -15,6 +15,7 @@ that work away and start it again from scratch. A deadline, if given, still appl
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import time
 from collections.abc import Coroutine
@@ -26,10 +27,17 @@ from ablationkit.lm import backend_openai
 from ablationkit.lm.backend_openai import TokenCallback, TransientError
 from ablationkit.lm.cache import CompletionCache
 from ablationkit.lm.keys import api_key, redact, register_secret
-from ablationkit.lm.pricing import cost as price_of
+from ablationkit.lm.models import Model, resolve_model
 from ablationkit.lm.replay import ReplayStore
-from ablationkit.lm.retry import LOOPBACK_TIMEOUT, REMOTE_TIMEOUT, Deadline, RetryPolicy
-from ablationkit.lm.routes import Route, is_loopback, resolve
+from ablationkit.lm.retry import (
+    LOOPBACK_TIMEOUT,
+    REMOTE_TIMEOUT,
+    Deadline,
+    RetryCallback,
+    RetryEvent,
+    RetryPolicy,
+)
+from ablationkit.lm.routes import Route, is_loopback
 from ablationkit.lm.types import (
     Completion,
     Message,
@@ -135,25 +143,30 @@ class LMClient:
     async def acomplete(
         self,
         messages: str | list[Message],
-        model: str = "local",
+        model: str | Model = "local",
         *,
         schema: dict[str, Any] | None = None,
         api_base: str | None = None,
         timeout: float | None = None,
         deadline: Deadline | float | None = None,
         on_token: TokenCallback | None = None,
+        on_retry: RetryCallback | None = None,
         cache: bool = True,
         **params: Any,
     ) -> Completion:
         """Send one chat request and return its ``Completion``.
 
-        ``schema`` asks for JSON-schema constrained output where the backend supports it;
-        ``on_token`` streams the reply as it is generated; other keyword arguments
-        (``temperature``, ``max_tokens``, ``seed``, …) are passed to the model. ``timeout``
-        overrides the client's per-attempt limit; ``deadline`` (a ``Deadline`` shared by
-        several calls, or seconds for this one) bounds the call with all its retries.
+        ``model`` is an id (resolved here, with ``api_base``) or a ``Model`` resolved once by
+        the caller (its own route wins). ``schema`` asks for JSON-schema constrained output
+        where the backend supports it; ``on_token`` streams the reply as it is generated, and
+        ``on_retry`` hears of every retry (a ``RetryEvent``: what was streamed is void);
+        other keyword arguments (``temperature``, ``max_tokens``, ``seed``, …) are passed to
+        the model as they are. ``timeout`` overrides the client's per-attempt limit;
+        ``deadline`` (a ``Deadline`` shared by several calls, or seconds for this one) bounds
+        the call with all its retries.
         """
-        route = resolve(model, api_base or self.api_base)
+        resolved = resolve_model(model, api_base or self.api_base)
+        route = resolved.route
         chat = _as_messages(messages)
         key = request_key(route.model_id, route.base_url, chat, params, schema)
         use_cache = cache and self._cache is not None and route.kind != "replay"
@@ -174,16 +187,20 @@ class LMClient:
             return completion
         if isinstance(deadline, (int, float)):
             deadline = Deadline(float(deadline))
+        streamed = on_token if resolved.supports_streaming else None
         async with self._semaphore(route):
             completion = await self._call_with_retries(
-                route,
+                resolved,
                 chat,
                 schema,
                 params,
                 attempt_timeout(route, timeout if timeout is not None else self.timeout),
-                on_token,
+                streamed,
                 deadline,
+                on_retry,
             )
+        if on_token is not None and streamed is None:
+            on_token(completion.text)
         if use_cache and self._cache is not None:
             # written by the cache's own thread: a commit per reply through the loop's
             # executor added ~100 ms to every request at 50 in flight
@@ -194,7 +211,7 @@ class LMClient:
         return completion
 
     def complete(
-        self, messages: str | list[Message], model: str = "local", **kwargs: Any
+        self, messages: str | list[Message], model: str | Model = "local", **kwargs: Any
     ) -> Completion:
         """``acomplete`` for synchronous code; the reply is in the cache when it returns."""
         completion = self.run_sync(self.acomplete(messages, model, **kwargs))
@@ -288,8 +305,8 @@ class LMClient:
         for key in [k for k in self._clients if k[0] == loop_id]:
             client = self._clients.pop(key)
             await client.close()
-        for key in [k for k in self._semaphores if k[0] == loop_id]:
-            del self._semaphores[key]
+        for semaphore_key in [k for k in self._semaphores if k[0] == loop_id]:
+            del self._semaphores[semaphore_key]
 
     async def aclose(self) -> None:
         """Close the HTTP clients this event loop opened, once the cache has every reply."""
@@ -355,39 +372,43 @@ class LMClient:
 
     async def _call_with_retries(
         self,
-        route: Route,
+        model: Model,
         messages: list[Message],
         schema: dict[str, Any] | None,
         params: dict[str, Any],
         timeout: float | None,
         on_token: TokenCallback | None,
         deadline: Deadline | None = None,
+        on_retry: RetryCallback | None = None,
     ) -> Completion:
+        loop = self._retry_loop(
+            model, messages, schema, params, timeout, on_token, deadline, on_retry
+        )
         if deadline is None:
-            return await self._retry_loop(route, messages, schema, params, timeout, on_token)
+            return await loop
         with deadline.running():
             if deadline.remaining() <= 0:
-                raise ModelCallError(f"{route.model_id}: {deadline.describe()}")
+                loop.close()
+                raise ModelCallError(f"{model.id}: {deadline.describe()}")
             try:
-                return await asyncio.wait_for(
-                    self._retry_loop(route, messages, schema, params, timeout, on_token, deadline),
-                    timeout=deadline.remaining(),
-                )
+                return await asyncio.wait_for(loop, timeout=deadline.remaining())
             except TimeoutError:
                 if deadline.remaining() > 0:
                     raise  # not ours: let it surface as it is
-                raise ModelCallError(f"{route.model_id}: {deadline.describe()}") from None
+                raise ModelCallError(f"{model.id}: {deadline.describe()}") from None
 
     async def _retry_loop(
         self,
-        route: Route,
+        model: Model,
         messages: list[Message],
         schema: dict[str, Any] | None,
         params: dict[str, Any],
         timeout: float | None,
         on_token: TokenCallback | None,
         deadline: Deadline | None = None,
+        on_retry: RetryCallback | None = None,
     ) -> Completion:
+        route = model.route
         last: TransientError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             start = time.perf_counter()
@@ -399,11 +420,7 @@ class LMClient:
                 completion.latency = time.perf_counter() - start
                 if route.local:
                     completion.model = route.model_id  # not the server's file path
-                completion.cost = price_of(
-                    completion.model or route.model_name, completion.usage, local=route.local
-                )
-                if completion.cost is None:
-                    completion.cost = price_of(route.model_name, completion.usage)
+                completion.cost = model.cost(completion.usage, reported=completion.model)
                 return completion
             if attempt == self.retry.max_attempts:
                 break
@@ -416,8 +433,8 @@ class LMClient:
                 )
             with self._lock:
                 self.usage.retries += 1
-            if on_token is not None:
-                on_token(f"\n[retrying: {last.reason}]\n")  # what was streamed is void
+            if on_retry is not None:  # what was streamed is void: the display starts over
+                on_retry(RetryEvent(route.model_id, attempt, last.reason, delay))
             await self.retry.sleep(delay)
         reason = last.reason if last else "failed"
         raise ModelCallError(
@@ -426,18 +443,33 @@ class LMClient:
 
 
 _default: LMClient | None = None
+_default_lock = threading.Lock()
 
 
 def default_client() -> LMClient:
+    """The process's one client for calls that were given none (``plan()``, ``complete()``):
+    created on first use, closed at exit. A new client per call would leave its event-loop
+    thread, HTTP connections and cache connection behind each time, and its totals unseen."""
     global _default
-    if _default is None:
-        _default = LMClient()
-    return _default
+    with _default_lock:
+        if _default is None:
+            _default = LMClient()
+            atexit.register(close_default_client)
+        return _default
+
+
+def close_default_client() -> None:
+    """Close the default client (at exit; tests call it to start afresh)."""
+    global _default
+    with _default_lock:
+        client, _default = _default, None
+    if client is not None:
+        client.close()
 
 
 async def acomplete(
     messages: str | list[Message],
-    model: str = "local",
+    model: str | Model = "local",
     *,
     schema: dict[str, Any] | None = None,
     **params: Any,
@@ -448,7 +480,7 @@ async def acomplete(
 
 def complete(
     messages: str | list[Message],
-    model: str = "local",
+    model: str | Model = "local",
     *,
     schema: dict[str, Any] | None = None,
     **params: Any,
@@ -457,4 +489,11 @@ def complete(
     return default_client().complete(messages, model, schema=schema, **params)
 
 
-__all__ = ["LMClient", "RunUsage", "acomplete", "complete", "default_client"]
+__all__ = [
+    "LMClient",
+    "RunUsage",
+    "acomplete",
+    "close_default_client",
+    "complete",
+    "default_client",
+]

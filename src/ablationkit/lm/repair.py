@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from ablationkit.errors import AblationKitError
 from ablationkit.lm.client import LMClient
+from ablationkit.lm.models import Model
 from ablationkit.lm.types import Completion, Message
 
 T = TypeVar("T")
@@ -27,7 +28,7 @@ class RepairFailed(AblationKitError):
 async def acomplete_and_parse(
     client: LMClient,
     messages: list[Message],
-    model: str,
+    model: str | Model,
     parse: Callable[[Completion], T],
     *,
     instruction: str,
@@ -61,7 +62,7 @@ async def acomplete_and_parse(
 def complete_and_parse(
     client: LMClient,
     messages: list[Message],
-    model: str,
+    model: str | Model,
     parse: Callable[[Completion], T],
     *,
     instruction: str,

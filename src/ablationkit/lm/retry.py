@@ -37,6 +37,21 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class RetryEvent:
+    """A call is being tried again: attempt ``attempt`` (1-based) failed for ``reason`` and
+    the next one starts after ``delay`` seconds. Whatever that attempt streamed is void: a
+    display that showed it should start over (see ``planner.stream.ReasoningStream``)."""
+
+    model: str
+    attempt: int
+    reason: str
+    delay: float
+
+
+RetryCallback = Callable[[RetryEvent], None]
+
+
 @dataclass
 class RetryPolicy:
     """Exponential backoff with full jitter; a server's ``Retry-After`` wins when given.

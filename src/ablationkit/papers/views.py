@@ -6,11 +6,10 @@ to and including its method. Reviewer mode reads the whole submission, appendix 
 
 from __future__ import annotations
 
-from typing import Literal
-
 from ablationkit.papers.model import Paper, Section
+from ablationkit.schema import Mode
 
-View = Literal["author", "reviewer"]
+View = Mode  # a view is named by the planner mode that reads it (``schema.Mode``)
 _AUTHOR_EXCLUDED = {"experiments", "ablation", "appendix", "conclusion"}
 
 
@@ -54,4 +53,4 @@ def view(paper: Paper, mode: View, *, include_appendix: bool = True) -> Paper:
         return author_view(paper)
     if mode == "reviewer":
         return reviewer_view(paper, include_appendix=include_appendix)
-    raise ValueError(f"unknown view {mode!r}")
+    raise ValueError(f"unknown view {mode!r}: use author or reviewer")

@@ -1,5 +1,7 @@
-"""The LM planner: ``plan(paper, mode, k, model)`` -> ``Plan``."""
+"""The LM planner: ``plan(paper, PlanConfig(...))`` (or ``plan(paper, mode=..., k=...)``)
+-> ``Plan``."""
 
+from ablationkit.planner.config import Budget, Generation, PlanConfig, PlanConfigError
 from ablationkit.planner.core import (
     PlanError,
     PlanProgress,
@@ -16,7 +18,11 @@ from ablationkit.planner.hints import PaperHints, extract_hints
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
 
 __all__ = [
+    "Budget",
+    "Generation",
     "PaperHints",
+    "PlanConfig",
+    "PlanConfigError",
     "PlanError",
     "PlanProgress",
     "PlanRequest",

@@ -1,62 +1,19 @@
 """Fitting a paper into a model's context: drop appendix, then related work, then long
-tables, then trim the least useful sections — never the method — and say what went."""
+tables, then trim the least useful sections — never the method — and say what went.
+
+Tokens are counted by the caller's counter (``Model.count_tokens``): this module knows
+nothing of models or servers."""
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ablationkit.lm.models import TokenCounter, estimate_tokens
 from ablationkit.papers.model import Paper, Section
 
-TokenCounter = Callable[[str], int]
-
-# Context windows (tokens) of hosted models, by the last part of the model id.
-CONTEXT_WINDOWS = {
-    "gpt-4o": 128_000,
-    "gpt-4.1": 1_000_000,
-    "o3-mini": 200_000,
-    "o4-mini": 200_000,
-    "claude": 200_000,
-    "gemini": 1_000_000,
-    "llama-3.1": 128_000,
-    "qwen": 32_768,
-}
-DEFAULT_CONTEXT = 32_768
-
-
-def estimate_tokens(text: str) -> int:
-    """About 3.5 characters a token for English papers with LaTeX: slightly pessimistic, so an
-    estimate errs towards dropping a little more rather than overflowing the context."""
-    return int(len(text) / 3.5) + 1
-
-
-def server_token_counter(base_url: str) -> TokenCounter:
-    """Exact counts from a llama.cpp server's ``/tokenize`` (the embedded model has one)."""
-    root = base_url.rstrip("/").removesuffix("/v1")
-
-    def count(text: str) -> int:
-        request = urllib.request.Request(
-            root + "/tokenize",
-            method="POST",
-            data=json.dumps({"content": text}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return len(json.loads(response.read())["tokens"])
-
-    return count
-
-
-def context_window(model: str) -> int:
-    name = model.lower()
-    for key, size in CONTEXT_WINDOWS.items():
-        if key in name:
-            return size
-    return DEFAULT_CONTEXT
-
+__all__ = ["FitResult", "TokenCounter", "fit_to_budget", "strip_long_tables"]
 
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 

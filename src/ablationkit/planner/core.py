@@ -21,27 +21,37 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit.errors import AblationKitError
-from ablationkit.fsutil import safe_name
-from ablationkit.lm.client import LMClient
+from ablationkit.fsutil import atomic_write_text, safe_name
+from ablationkit.lm.client import LMClient, default_client
 from ablationkit.lm.keys import redact
+from ablationkit.lm.models import Model, resolve_model
 from ablationkit.lm.repair import RepairFailed, acomplete_and_parse
-from ablationkit.lm.retry import DEFAULT_DEADLINE, Deadline
-from ablationkit.lm.routes import resolve
+from ablationkit.lm.retry import Deadline, RetryCallback, RetryEvent
 from ablationkit.lm.types import Completion
 from ablationkit.papers import Paper, load_paper, view
-from ablationkit.planner.budget import (
-    TokenCounter,
-    context_window,
-    estimate_tokens,
-    fit_to_budget,
-    server_token_counter,
-)
+from ablationkit.planner.budget import fit_to_budget
+from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
-from ablationkit.schema import Ablation, Mode, Plan, Timings, Usage
+from ablationkit.schema import Ablation, Action, Mode, Plan, Timings, Usage
 
 PLANNER_NAME = "lm-planner"
-REPLY_TOKENS = 3000
+__all__ = [
+    "PLANNER_NAME",
+    "REPLY_TOKENS",
+    "PlanConfig",
+    "PlanError",
+    "PlanProgress",
+    "PlanRequest",
+    "acomplete_plan",
+    "aplan",
+    "complete_plan",
+    "paper_id_for",
+    "plan",
+    "plan_schema",
+    "prepare_plan",
+    "render_messages",
+]
 
 
 class PlanError(AblationKitError):
@@ -174,7 +184,7 @@ def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> 
     sweep = Ablation(
         name=f"Sensitivity to {setting.name}",
         ablated_part=f"hyper-parameter {setting.name} = {setting.value} (the paper's value)",
-        action="REPLACE",
+        action=Action.REPLACE,
         replacement=setting.sweep(),
         metrics=hints.metrics[:3],
     )
@@ -203,11 +213,16 @@ def paper_id_for(path: Path) -> str:
 
 @dataclass
 class PlanProgress:
-    """Callbacks for a progress display; every one is optional."""
+    """Callbacks for a progress display; every one is optional.
+
+    ``on_token`` gets the reply as it streams; ``on_retry`` hears when a call is tried again
+    (a ``RetryEvent``), after which what was streamed is void and the display starts over.
+    """
 
     on_stage: Callable[[str], None] | None = None
     on_token: Callable[[str], None] | None = None
     on_paper: Callable[[Paper], None] | None = None
+    on_retry: RetryCallback | None = None
     notes: list[str] = field(default_factory=list)
 
     def stage(self, message: str) -> None:
@@ -215,98 +230,105 @@ class PlanProgress:
         if self.on_stage:
             self.on_stage(message)
 
-
-def _token_counter(model: str, client: LMClient, api_base: str | None) -> tuple[TokenCounter, int]:
-    route = resolve(model, api_base or client.api_base)
-    if route.local:
-        from ablationkit.lm.local import embedded_server
-
-        server = embedded_server(model)
-        return server_token_counter(server.base_url), server.context_size()
-    return estimate_tokens, context_window(route.model_name)
+    def retry(self, event: RetryEvent) -> None:
+        self.notes.append(f"retrying {event.model}: {event.reason}")
+        if self.on_retry:
+            self.on_retry(event)
 
 
 @dataclass
 class PlanRequest:
     """Everything a plan needs before its model call, built by ``prepare_plan``: a batch
-    runner prepares papers ahead while earlier requests are in flight."""
+    runner prepares papers ahead while earlier requests are in flight, and a dry run stops
+    here. ``prompt_tokens`` is the prompt as the model counts it (``Model.count_tokens``)."""
 
     paper_id: str
-    mode: Mode
-    k: int
-    model: str
+    config: PlanConfig
+    model: Model
     messages: list[dict[str, str]]
     hints: PaperHints
-    params: dict[str, Any]
-    api_base: str | None
+    prompt_tokens: int
+    dropped: list[str]
     load_seconds: float
+
+    @property
+    def mode(self) -> Mode:
+        return self.config.mode
+
+    @property
+    def k(self) -> int:
+        return self.config.k
 
 
 def prepare_plan(
     paper: Paper | str | Path,
-    mode: Mode = "author",
-    k: int = 5,
-    model: str = "local",
+    config: PlanConfig | None = None,
     *,
     client: LMClient | None = None,
-    api_base: str | None = None,
     paper_id: str | None = None,
-    prompt_file: Path | None = None,
     method_section: list[str] | str | None = None,
-    max_context: int | None = None,
     progress: PlanProgress | None = None,
-    strict: bool = False,
-    **params: Any,
+    resolved_model: Model | None = None,
+    **overrides: Any,
 ) -> PlanRequest:
     """The CPU half of ``plan``: load the paper, take its view, extract hints and fit it into
-    the model's context. Arguments as for ``plan``."""
-    if mode not in ("author", "reviewer"):
-        raise AblationKitError(f"unknown mode {mode!r}: use author or reviewer")
-    if k < 1:
-        raise AblationKitError("k must be at least 1")
+    the model's context. No model is called or started: tokens are counted with
+    ``Model.count_tokens``. Arguments as for ``plan``; ``client`` only lends its
+    ``api_base``, and ``resolved_model`` spares a batch resolving the same model per paper.
+    """
+    config = PlanConfig.build(config, **overrides)
     progress = progress or PlanProgress()
-    client = client or LMClient()
-    resolve(model, api_base or client.api_base)  # a bad model id or api_base: before the paper
+    # a bad model id or api_base fails here, before the paper is read
+    model = resolved_model or resolve_model(
+        config.model, config.api_base or (client.api_base if client is not None else None)
+    )
     started = time.perf_counter()
     if not isinstance(paper, Paper):
         path = Path(paper)
         progress.stage(f"loading {path}")
         paper_id = paper_id or paper_id_for(path)
-        paper = load_paper(path, method_section=method_section, strict=strict)
+        paper = load_paper(path, method_section=method_section, strict=config.strict)
     if progress.on_paper:
         progress.on_paper(paper)
     paper_id = paper_id or re.sub(r"[^A-Za-z0-9_.-]+", "_", paper.title)[:80].strip("_") or "paper"
+    mode, k = config.mode, config.k
     paper_view = view(paper, mode)
     hints = extract_hints(paper_view.to_markdown())
-    count, window = _token_counter(model, client, api_base)
-    window = max_context or window
+    count = model.count_tokens
+    window = config.budget.max_context or model.context_window
     template_only = render_messages(
-        paper_view, mode, k, paper_text="", hints=hints.render(), prompt_file=prompt_file
+        paper_view, mode, k, paper_text="", hints=hints.render(), prompt_file=config.prompt_file
     )
-    overhead = sum(count(m["content"]) for m in template_only) + 64
-    budget = window - overhead - REPLY_TOKENS
+    template_tokens = sum(count(m["content"]) for m in template_only)
+    budget = window - template_tokens - config.budget.reserve - config.reply_tokens
     if budget < 500:
         raise AblationKitError(
-            f"the context of {model} ({window} tokens) is too small for a "
-            "plan; use a larger --max-context or another model"
+            f"the context of {model.id} ({window} tokens) is too small for a plan with "
+            f"{config.reply_tokens} reply tokens; use a larger --max-context, fewer "
+            "max_tokens or another model"
         )
     fitted = fit_to_budget(paper_view, budget, count)
     if fitted.dropped:
         progress.stage("context budget: dropped " + " | ".join(fitted.dropped))
     paper_text = fitted.paper.to_markdown()
     messages = render_messages(
-        fitted.paper, mode, k, paper_text=paper_text, hints=hints.render(), prompt_file=prompt_file
+        fitted.paper,
+        mode,
+        k,
+        paper_text=paper_text,
+        hints=hints.render(),
+        prompt_file=config.prompt_file,
     )
-    progress.stage(f"prompt: {fitted.tokens + overhead} tokens to {model}")
+    prompt_tokens = fitted.tokens + template_tokens
+    progress.stage(f"prompt: {prompt_tokens} tokens to {model.id}")
     return PlanRequest(
         paper_id=paper_id,
-        mode=mode,
-        k=k,
+        config=config,
         model=model,
         messages=messages,
         hints=hints,
-        params={"temperature": 0, "max_tokens": REPLY_TOKENS, **params},
-        api_base=api_base,
+        prompt_tokens=prompt_tokens,
+        dropped=fitted.dropped,
         load_seconds=time.perf_counter() - started,
     )
 
@@ -317,21 +339,12 @@ def complete_plan(
     client: LMClient | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
-    timeout: float | None = None,
-    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Plan:
     """The I/O half of ``plan``: the model call (one repair round-trip if needed) and the
     plan built from its reply."""
-    client = client or LMClient()
+    client = client or default_client()
     result = client.run_sync(
-        acomplete_plan(
-            request,
-            client=client,
-            raw_dir=raw_dir,
-            progress=progress,
-            timeout=timeout,
-            deadline=deadline,
-        )
+        acomplete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
     )
     client.flush()
     return result
@@ -343,17 +356,15 @@ async def acomplete_plan(
     client: LMClient | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
-    timeout: float | None = None,
-    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Plan:
     """``complete_plan`` as a coroutine: a batch runner awaits many on one event loop.
 
-    ``timeout`` bounds each attempt on an HTTP server (None: the client's); ``deadline`` is
-    the seconds this paper's model calls may take in all, repair included (None: no limit),
-    after which it fails with "no reply within …"."""
+    The request's ``config.timeout`` bounds each attempt on an HTTP server (None: the
+    client's); ``config.deadline`` is the seconds this paper's model calls may take in all,
+    repair included (None: no limit), after which it fails with "no reply within …"."""
     progress = progress or PlanProgress()
-    client = client or LMClient()
-    model, k = request.model, request.k
+    client = client or default_client()
+    config, model, k = request.config, request.model, request.k
     begun = time.perf_counter()  # total_s is load + this, not time spent queued in a batch
     try:
         (reasoning, ablations), replies = await acomplete_and_parse(
@@ -367,16 +378,16 @@ async def acomplete_plan(
                 f"reply unusable ({error}); asking the model to repair it"
             ),
             schema=plan_schema(k),
-            api_base=request.api_base,
             on_token=progress.on_token,
-            timeout=timeout,
-            deadline=Deadline(deadline) if deadline else None,
-            **request.params,
+            on_retry=progress.retry,
+            timeout=config.timeout,
+            deadline=Deadline(config.deadline) if config.deadline else None,
+            **config.request_params(),
         )
     except RepairFailed as failure:
-        raw_path = _save_raw(raw_dir, request.paper_id, failure.replies)
+        raw_path = _save_raw(raw_dir, request.paper_id, request.mode, failure.replies)
         raise PlanError(
-            f"{model} gave no usable plan: {failure.message}",
+            f"{model.id} gave no usable plan: {failure.message}",
             raw_path=raw_path,
             where=request.paper_id,
         ) from None
@@ -396,7 +407,7 @@ async def acomplete_plan(
     latency = sum(r.latency for r in replies)
     return Plan(
         planner=PLANNER_NAME,
-        model=model,
+        model=model.id,
         paper_id=request.paper_id,
         mode=request.mode,
         reasoning=reasoning,
@@ -413,87 +424,66 @@ async def acomplete_plan(
 
 def plan(
     paper: Paper | str | Path,
-    mode: Mode = "author",
-    k: int = 5,
-    model: str = "local",
+    config: PlanConfig | None = None,
     *,
     client: LMClient | None = None,
-    api_base: str | None = None,
     paper_id: str | None = None,
-    prompt_file: Path | None = None,
     method_section: list[str] | str | None = None,
-    max_context: int | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
-    strict: bool = False,
-    timeout: float | None = None,
-    deadline: float | None = DEFAULT_DEADLINE,
-    **params: Any,
+    **overrides: Any,
 ) -> Plan:
     """Plan the ``k`` most important ablations of a paper (author mode) or its ``k`` most
     important missing ablations (reviewer mode).
 
     ``paper`` is a loaded ``Paper`` or a path for ``load_paper`` (``method_section`` overrides
-    its method section; ``strict=True`` makes an ``\\input`` it cannot read an error, not a
-    warning). ``params`` go to the model
-    (``temperature`` defaults to 0). A reply that cannot be used gets one repair round-trip;
-    if that fails too, ``PlanError`` names the file where the raw reply was saved.
-    ``timeout`` bounds each attempt on a model server (None: the client's, 120 s for remote
-    servers); ``deadline`` bounds all of this paper's model calls (seconds; None: no limit).
+    its method section). How to plan is a ``PlanConfig``; keyword ``overrides`` change it by
+    name, validated (``plan(paper, mode="reviewer", k=3, model="openai/gpt-4o",
+    temperature=0.2)``; an unknown name is a ``PlanConfigError``). A reply that cannot be
+    used gets one repair round-trip; if that fails too, ``PlanError`` names the file in
+    ``raw_dir`` (default: a temporary folder) where the raw reply was saved.
+
+    Without ``client`` the process's default client is used (one for all such calls; its
+    ``usage`` has their totals): ``ablationkit.lm.default_client()``.
     """
-    client = client or LMClient()
+    config = PlanConfig.build(config, **overrides)
+    client = client or default_client()
     request = prepare_plan(
         paper,
-        mode,
-        k,
-        model,
+        config,
         client=client,
-        api_base=api_base,
         paper_id=paper_id,
-        prompt_file=prompt_file,
         method_section=method_section,
-        max_context=max_context,
         progress=progress,
-        strict=strict,
-        **params,
     )
-    return complete_plan(
-        request,
-        client=client,
-        raw_dir=raw_dir,
-        progress=progress,
-        timeout=timeout,
-        deadline=deadline,
-    )
+    return complete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
 
 
 async def aplan(
     paper: Paper | str | Path,
-    mode: Mode = "author",
-    k: int = 5,
-    model: str = "local",
+    config: PlanConfig | None = None,
     *,
     client: LMClient | None = None,
+    paper_id: str | None = None,
+    method_section: list[str] | str | None = None,
     raw_dir: Path | None = None,
     progress: PlanProgress | None = None,
-    timeout: float | None = None,
-    deadline: float | None = DEFAULT_DEADLINE,
-    **kwargs: Any,
+    **overrides: Any,
 ) -> Plan:
     """``plan`` as a coroutine, for notebooks and async code: the paper is loaded in a thread,
     the model call awaited on the caller's loop. Arguments as for ``plan``."""
-    client = client or LMClient()
+    config = PlanConfig.build(config, **overrides)
+    client = client or default_client()
     request = await asyncio.to_thread(
-        prepare_plan, paper, mode, k, model, client=client, progress=progress, **kwargs
-    )
-    return await acomplete_plan(
-        request,
+        prepare_plan,
+        paper,
+        config,
         client=client,
-        raw_dir=raw_dir,
+        paper_id=paper_id,
+        method_section=method_section,
         progress=progress,
-        timeout=timeout,
-        deadline=deadline,
     )
+    return await acomplete_plan(request, client=client, raw_dir=raw_dir, progress=progress)
 
 
 def _parse(reply: Completion) -> tuple[str, list[Ablation]]:
@@ -508,13 +498,13 @@ def _parse(reply: Completion) -> tuple[str, list[Ablation]]:
         raise
 
 
-def _save_raw(raw_dir: Path | None, paper_id: str, replies: list[Completion]) -> Path:
+def _save_raw(raw_dir: Path | None, paper_id: str, mode: Mode, replies: list[Completion]) -> Path:
+    """The replies of a failed plan, as ``<paper_id>.<mode>.raw.txt`` (an author and a
+    reviewer plan of one paper never overwrite each other's)."""
     directory = Path(raw_dir) if raw_dir else Path(tempfile.gettempdir()) / "ablationkit-raw"
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{paper_id}.raw.txt"
+    path = directory / f"{safe_name(paper_id)}.{mode}.raw.txt"
     # a server may echo the request's key into its reply: the saved copy never shows it
     text = redact("\n\n----- repair attempt -----\n\n".join(r.text for r in replies))
-    from ablationkit.fsutil import atomic_write_text
-
     atomic_write_text(path, text)
     return path

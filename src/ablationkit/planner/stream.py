@@ -1,10 +1,13 @@
 """Show the reasoning of a JSON reply while it streams: the text of the ``"reasoning"``
-string, unescaped, as it arrives; nothing of the JSON around it."""
+string, unescaped, as it arrives; nothing of the JSON around it. A retry arrives as an event
+(``retry``), never as text in the stream."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+
+from ablationkit.lm.retry import RetryEvent
 
 
 class ReasoningStream:
@@ -18,11 +21,13 @@ class ReasoningStream:
         self.state = "before"  # before -> inside -> after
         self.escape = ""
 
+    def retry(self, event: RetryEvent) -> None:
+        """The call is tried again (``PlanProgress.on_retry``): say so, and read the new
+        reply from its start; what was shown of the old one stays, marked void."""
+        self.emit(f"\n[retrying: {event.reason}]\n")
+        self.buffer, self.state, self.escape = "", "before", ""
+
     def __call__(self, piece: str) -> None:
-        if piece.startswith("\n[retrying"):
-            self.emit(piece)
-            self.buffer, self.state, self.escape = "", "before", ""
-            return
         if self.state == "after":
             return
         self.buffer += piece

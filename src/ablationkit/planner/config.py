@@ -1,0 +1,192 @@
+"""``PlanConfig``: everything that decides a plan apart from the paper, in one typed object.
+
+``plan``, ``aplan``, ``prepare_plan``, ``bench.Run.plan``, ``bench.dry_run``, the web app and
+the CLI all take one of these, so an option is declared once and checked once: an unknown
+name (``temprature=0.2``) or a bad value is an error before any paper is read, never a key
+sent along in the request body. ``PlanConfig.build(config, **overrides)`` is the keyword
+form notebooks use (``plan(paper, mode="reviewer", temperature=0.2)``): the flat names of
+``generation`` and ``budget`` settings are accepted beside the top-level ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ablationkit.errors import AblationKitError, describe_validation
+from ablationkit.lm.retry import DEFAULT_DEADLINE
+from ablationkit.schema import Mode, parse_mode
+
+# The reply's token budget: a plan of k=5 with its reasoning takes 800-1500 tokens; the rest
+# is room for a verbose model, and the ceiling that stops one that repeats itself.
+REPLY_TOKENS = 3000
+
+
+class PlanConfigError(AblationKitError):
+    """A plan setting that does not exist or has a bad value: bad input, exit code 2."""
+
+    exit_code = 2
+
+
+class Generation(BaseModel):
+    """Sampling settings sent to the model. Named fields only: a setting a server does not
+    know is refused here, not passed on for the server to ignore or reject."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=REPLY_TOKENS, ge=16, le=200_000)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=1)  # llama.cpp, vLLM, Ollama; OpenAI refuses it
+    seed: int | None = None
+    stop: list[str] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+
+    def request_params(self) -> dict[str, Any]:
+        """The body parameters of a chat request: the settings that are set.
+
+        Whole-number floats go as integers (``"temperature": 0``): the request hash keys the
+        reply cache, and replies cached before this object existed were asked that way.
+        """
+        params: dict[str, Any] = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            params[name] = value
+        return params
+
+
+class Budget(BaseModel):
+    """How much of the model's context the prompt may fill. The reply's share is
+    ``generation.max_tokens``; ``reserve`` is kept free for the chat template's own tokens
+    and the error of an estimated count."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_context: int | None = Field(default=None, ge=1000)  # None: the model's context window
+    reserve: int = Field(default=64, ge=0)
+
+
+class PlanConfig(BaseModel):
+    """How to plan: the mode, how many ablations, with which model and settings.
+
+    ``strategy`` and ``protocol`` name how the plan is made and which prompt and reply format
+    are used; only one of each exists so far (one model call with one repair round-trip;
+    AblationKit's prompts and JSON reply), and the fields are there so that a run records
+    them and refuses to mix others in later.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = "author"
+    k: int = Field(default=5, ge=1, le=50)
+    model: str = Field(default="local", min_length=1, max_length=500)
+    api_base: str | None = None
+    strategy: Literal["single"] = "single"
+    protocol: Literal["ablationkit"] = "ablationkit"
+    generation: Generation = Generation()
+    budget: Budget = Budget()
+    # seconds one attempt may wait on a server (None: the client's, see lm.client)
+    timeout: float | None = Field(default=None, gt=0)
+    # seconds all of a paper's model calls may take, retries and repair included (None: no limit)
+    deadline: float | None = Field(default=DEFAULT_DEADLINE, gt=0)
+    # an \input the paper cannot read is an error, not a warning
+    strict: bool = False
+    # a jinja2 template replacing the user prompt (sees title, abstract, paper, k, mode, hints)
+    prompt_file: Path | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        return parse_mode(value)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value.strip() or any(c in value for c in "\r\n"):
+            raise ValueError("must be a model id on one line")
+        return value.strip()
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from ablationkit.lm.routes import check_api_base
+
+        return check_api_base(value)  # ModelConfigError: one line, exit code 2
+
+    @classmethod
+    def build(cls, config: PlanConfig | None = None, /, **overrides: Any) -> PlanConfig:
+        """``config`` (default: the defaults) with ``overrides`` applied and validated.
+
+        Overrides are top-level fields (``mode``, ``k``, ``model``, …) or the flat names of
+        ``generation`` and ``budget`` fields (``temperature``, ``max_context``, …).
+        ``PlanConfigError`` names an unknown setting (with the closest known one) or the
+        first bad value.
+        """
+        if config is not None and not isinstance(config, PlanConfig):
+            raise PlanConfigError(
+                f"expected a PlanConfig, got {config!r}: give settings by name "
+                "(plan(paper, mode='reviewer', k=3, model='local'))"
+            )
+        base = config if config is not None else cls()
+        if not overrides:
+            return base
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {"generation": {}, "budget": {}}
+        for name, value in overrides.items():
+            if name in cls.model_fields:
+                top[name] = value
+            elif name in Generation.model_fields:
+                nested["generation"][name] = value
+            elif name in Budget.model_fields:
+                nested["budget"][name] = value
+            else:
+                raise PlanConfigError(_unknown(name))
+        data = base.model_dump(exclude_unset=True)
+        for part, values in nested.items():
+            if values:
+                data[part] = {**getattr(base, part).model_dump(exclude_unset=True), **values}
+        data.update(top)
+        return cls.validated(data)
+
+    @classmethod
+    def validated(cls, data: dict[str, Any]) -> PlanConfig:
+        """``model_validate`` with its error as one line (``PlanConfigError``)."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise PlanConfigError(describe_validation(exc, "plan setting ")) from None
+
+    @property
+    def reply_tokens(self) -> int:
+        return self.generation.max_tokens
+
+    def request_params(self) -> dict[str, Any]:
+        return self.generation.request_params()
+
+
+def known_settings() -> list[str]:
+    """Every name ``PlanConfig.build`` accepts."""
+    return sorted({*PlanConfig.model_fields, *Generation.model_fields, *Budget.model_fields})
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name, known_settings(), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown plan setting {name!r}{hint}; known: {', '.join(known_settings())}"
+
+
+__all__ = [
+    "REPLY_TOKENS",
+    "Budget",
+    "Generation",
+    "PlanConfig",
+    "PlanConfigError",
+    "known_settings",
+]

@@ -110,7 +110,8 @@ def test_lm_judge_repairs_then_records_errors(fake_llm: FakeLLMServer) -> None:
     fake_llm.script("no idea", "still no idea")
     failed = lm_judge(fake_llm).judge(PLAN, TARGETS)
     assert failed.error is not None and "unparseable judge reply" in failed.error
-    assert score_judgement(failed) is None  # an error is not "no match"
+    failed_score = score_judgement(failed)  # an error is no verdict: it scores 0, and says why
+    assert failed_score.error == failed.error and failed_score.f1 == failed_score.recall == 0
     fake_llm.script(Reply(status=500), Reply(status=500))
     down = lm_judge(fake_llm).judge(PLAN, TARGETS)
     assert down.error is not None and "HTTP 500" in down.error
@@ -206,22 +207,25 @@ def test_scores_by_hand() -> None:
         matches=[Match(planned=0, target=0), Match(planned=2, target=0)],
     )
     score = score_judgement(judgement)
-    assert score is not None
+    assert score.error is None
     assert score.precision == pytest.approx(2 / 3) and score.recall == pytest.approx(1 / 2)
     assert score.f1 == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
     top1 = judgement.model_copy(update={"k": 1})
-    assert score_judgement(top1).precision == 1.0  # type: ignore[union-attr]
+    assert score_judgement(top1).precision == 1.0
     other = Judgement(
         judge="j", paper_id="q", mode="author", k=2, planned=["a", "b"], targets=["x"], matches=[]
     )
     failed = other.model_copy(update={"paper_id": "r", "error": "boom"})
     result = aggregate([judgement, other, failed], resamples=200)
-    assert result["papers"] == 2 and result["errors"] == 1 and result["error_ids"] == ["r"]
-    assert result["macro"]["precision"] == pytest.approx((2 / 3 + 0) / 2)
-    assert result["micro"]["precision"] == pytest.approx(2 / 5)
-    assert result["micro"]["recall"] == pytest.approx(1 / 3)
-    low, high = result["macro_ci95"]["f1"]
-    assert low <= result["macro"]["f1"] <= high
+    # the failed judgement counts as 0 (never left out: that would flatter the judge)
+    assert result.papers == 3 and result.errors == 1 and result.error_ids == ["r"]
+    assert result.failures == 1 and not result.failed
+    assert result.macro.precision == pytest.approx((2 / 3 + 0 + 0) / 3)
+    assert result.micro.precision == pytest.approx(2 / (3 + 2 + 2))
+    assert result.micro.recall == pytest.approx(1 / (2 + 1 + 1))
+    low, high = result.macro_ci95["f1"]
+    assert low <= result.macro.f1 <= high
+    assert aggregate([failed], resamples=0).failed  # no verdict at all: the judge failed
 
 
 def test_bootstrap_is_seeded_and_brackets_the_mean() -> None:

@@ -34,11 +34,19 @@ _EXPORTS: dict[str, str] = {
     "reviewer_view": "ablationkit.papers",
     "sample_paper_path": "ablationkit.papers",
     "plan": "ablationkit.planner",
+    "aplan": "ablationkit.planner",
+    "PlanConfig": "ablationkit.planner",
     "PlanError": "ablationkit.planner",
+    "save_plan": "ablationkit.plan_io",
+    "Mode": "ablationkit.schema",
+    "Model": "ablationkit.lm.models",
+    "resolve_model": "ablationkit.lm.models",
     "LMClient": "ablationkit.lm",
     "complete": "ablationkit.lm",
     "acomplete": "ablationkit.lm",
     "Completion": "ablationkit.lm",
+    "read_run": "ablationkit.bench.store",
+    "RunRecord": "ablationkit.bench.store",
 }
 
 __all__ = [
@@ -48,14 +56,19 @@ __all__ = [
     "Completion",
     "FormatError",
     "LMClient",
+    "Mode",
+    "Model",
     "Paper",
     "Plan",
+    "PlanConfig",
     "PlanError",
+    "RunRecord",
     "Timings",
     "TrajectoryFormatError",
     "Usage",
     "__version__",
     "acomplete",
+    "aplan",
     "author_view",
     "complete",
     "convert_files",
@@ -66,15 +79,20 @@ __all__ = [
     "parse_plan_text",
     "parse_trajectory",
     "plan",
+    "read_run",
     "render_trajectory",
     "repair_mojibake",
+    "resolve_model",
     "reviewer_view",
     "sample_paper_path",
+    "save_plan",
 ]
 
 if TYPE_CHECKING:
+    from ablationkit.bench.store import RunRecord, read_run
     from ablationkit.errors import AblationKitError, FormatError, TrajectoryFormatError
     from ablationkit.lm import Completion, LMClient, acomplete, complete
+    from ablationkit.lm.models import Model, resolve_model
     from ablationkit.papers import (
         Paper,
         author_view,
@@ -88,9 +106,10 @@ if TYPE_CHECKING:
         dump_plan,
         load_plan,
         parse_plan_text,
+        save_plan,
     )
-    from ablationkit.planner import PlanError, plan
-    from ablationkit.schema import Ablation, Action, Plan, Timings, Usage
+    from ablationkit.planner import PlanConfig, PlanError, aplan, plan
+    from ablationkit.schema import Ablation, Action, Mode, Plan, Timings, Usage
     from ablationkit.text_repair import repair_mojibake
     from ablationkit.trajectory import parse_trajectory, render_trajectory
 

@@ -13,12 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ablationkit import __version__
 from ablationkit.errors import AblationKitError
+
+if TYPE_CHECKING:
+    from ablationkit.schema import Mode
 
 app = typer.Typer(
     name="ablationkit",
@@ -36,9 +39,20 @@ class OutputFormatChoice(StrEnum):
     md = "md"
 
 
-class ModeChoice(StrEnum):
-    author = "author"
-    reviewer = "reviewer"
+def _mode_option(value: str | None) -> str | None:
+    """``--mode`` / ``--view``: a ``schema.Mode`` in any case (``Reviewer``); anything else is
+    one line naming the modes (typer's own choice check would add pydantic's wording)."""
+    if value is None:
+        return None
+    from ablationkit.schema import parse_mode
+
+    try:
+        return parse_mode(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+_MODE_METAVAR = "[author|reviewer]"  # schema.MODES; checked by tests/test_cli.py
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -134,6 +148,13 @@ def _deadline(seconds: float) -> float | None:
     return seconds or None
 
 
+def _as_mode(value: str | None) -> Mode | None:
+    """A ``--mode`` value (already checked by ``_mode_option``) typed as a ``Mode``."""
+    from ablationkit.schema import parse_mode
+
+    return parse_mode(value) if value is not None else None
+
+
 @app.command()
 def convert(
     inputs: list[Path] = typer.Argument(
@@ -143,8 +164,12 @@ def convert(
     out_dir: Path | None = typer.Option(
         None, "--out-dir", "-o", help="Write DIR/<input stem>.<json|md> for each input."
     ),
-    mode: ModeChoice | None = typer.Option(
-        None, "--mode", help="Mode for inputs that do not say (lists, JSONL)."
+    mode: str | None = typer.Option(
+        None,
+        "--mode",
+        callback=_mode_option,
+        metavar=_MODE_METAVAR,
+        help="Mode for inputs that do not say (lists, JSONL).",
     ),
     model: str | None = typer.Option(None, "--model", help="Model id for inputs that do not say."),
     planner: str | None = typer.Option(None, "--planner", help="Planner name for lists/JSONL."),
@@ -166,7 +191,7 @@ def convert(
             inputs,
             to.value,  # type: ignore[arg-type]
             out_dir,
-            mode=mode.value if mode else None,  # type: ignore[arg-type]
+            mode=_as_mode(mode),
             model=model,
             planner=planner,
             paper_id=paper_id,
@@ -199,8 +224,12 @@ def paper(
     path: Path = typer.Argument(
         ..., help="LaTeX project (directory or main .tex), PDF, markdown or text file."
     ),
-    view: ModeChoice | None = typer.Option(
-        None, "--view", help="Print the markdown the planner receives in this mode."
+    view: str | None = typer.Option(
+        None,
+        "--view",
+        callback=_mode_option,
+        metavar=_MODE_METAVAR,
+        help="Print the markdown the planner receives in this mode.",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print title, abstract and outline as JSON."
@@ -224,6 +253,7 @@ def paper(
 
     from ablationkit.papers import load_paper
     from ablationkit.papers import view as paper_view
+    from ablationkit.schema import parse_mode
 
     with _user_errors():
         loaded = load_paper(
@@ -238,58 +268,133 @@ def paper(
         _write_stdout(json.dumps(loaded.to_json_dict(), indent=2, ensure_ascii=False) + "\n")
         return
     if view is not None:
-        shown = paper_view(loaded, view.value, include_appendix=not no_appendix)
+        shown = paper_view(loaded, parse_mode(view), include_appendix=not no_appendix)
         _write_stdout(shown.to_markdown())
         return
     _print_outline(loaded)
 
 
+ModeOption = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        callback=_mode_option,
+        metavar=_MODE_METAVAR,
+        help="author: the paper's most important ablations, from its method; reviewer: the "
+        "ablations it is missing (any case).",
+    ),
+]
+KOption = Annotated[int, typer.Option("-k", min=1, max=20, help="How many ablations.")]
+ModelOption = Annotated[str, typer.Option("--model", help="Model id (see `ablationkit models`).")]
+PlanApiBaseOption = Annotated[
+    str | None, typer.Option("--api-base", help="OpenAI-compatible server for the model.")
+]
+TimeoutOption = Annotated[float | None, typer.Option("--timeout", min=0.01, help=_TIMEOUT_HELP)]
+DeadlineOption = Annotated[float, typer.Option("--deadline", min=0, help=_DEADLINE_HELP)]
+
+
 @app.command()
 def plan(
-    paper_path: Path | None = typer.Argument(
-        None, metavar="PAPER", help="LaTeX project, PDF, markdown or text file."
-    ),
-    sample: bool = typer.Option(False, "--sample", help="Plan the bundled sample paper."),
-    mode: ModeChoice = typer.Option(ModeChoice.author, "--mode", help="author | reviewer"),
-    k: int = typer.Option(5, "-k", min=1, max=20, help="How many ablations."),
-    model: str = typer.Option("local", "--model", help="Model id (see `ablationkit models`)."),
-    api_base: str | None = typer.Option(
-        None, "--api-base", help="OpenAI-compatible server for the model."
-    ),
-    out_dir: Path | None = typer.Option(
-        None, "-o", "--out-dir", help="Write DIR/<paper_id>.json and .md."
-    ),
-    prompt_file: Path | None = typer.Option(
-        None, "--prompt-file", help="Jinja2 template replacing the user prompt."
-    ),
-    method_section: list[str] | None = typer.Option(
-        None, "--method-section", help="Method section by number or title (repeatable)."
-    ),
-    max_context: int | None = typer.Option(
-        None, "--max-context", help="Tokens of context to plan within."
-    ),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached replies."),
-    as_json: bool = typer.Option(False, "--json", help="Print the plan JSON to stdout."),
-    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.01, help=_TIMEOUT_HELP),
-    deadline: float = typer.Option(1800.0, "--deadline", min=0, help=_DEADLINE_HELP),
+    paper_path: Annotated[
+        Path | None,
+        typer.Argument(metavar="PAPER", help="LaTeX project, PDF, markdown or text file."),
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Plan the bundled sample paper.")
+    ] = False,
+    mode: ModeOption = "author",
+    k: KOption = 5,
+    model: ModelOption = "local",
+    api_base: PlanApiBaseOption = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--out-dir",
+            help="Write DIR/<paper_id>.<mode>.json and .md (and a failed reply's .raw.txt).",
+        ),
+    ] = None,
+    prompt_file: Annotated[
+        Path | None,
+        typer.Option("--prompt-file", help="Jinja2 template replacing the user prompt."),
+    ] = None,
+    method_section: Annotated[
+        list[str] | None,
+        typer.Option("--method-section", help="Method section by number or title (repeatable)."),
+    ] = None,
+    max_context: Annotated[
+        int | None,
+        typer.Option(
+            "--max-context",
+            min=1000,
+            help="Tokens of context to plan within (default: the model's).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not reuse cached replies.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON to stdout.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help=_STRICT_HELP)] = False,
+    timeout: TimeoutOption = None,
+    deadline: DeadlineOption = 1800.0,
 ) -> None:
     """Plan the k most important ablations of a paper (or its k most important missing ones)."""
     from rich.console import Console
 
     from ablationkit.lm import LMClient
-    from ablationkit.lm.keys import redact
     from ablationkit.papers import sample_paper_path
-    from ablationkit.planner import PlanProgress
+    from ablationkit.plan_io import save_plan
+    from ablationkit.planner import PlanConfig
     from ablationkit.planner import plan as make_plan
     from ablationkit.planner.core import paper_id_for
-    from ablationkit.planner.stream import ReasoningStream
 
     if sample == (paper_path is not None):
         raise _fail("give a PAPER path or --sample (not both)", code=2)
     source = sample_paper_path() if sample else paper_path
     assert source is not None
     err = Console(stderr=True, highlight=False)
+    with _user_errors():
+        config = PlanConfig.build(
+            mode=mode,
+            k=k,
+            model=model,
+            api_base=api_base,
+            prompt_file=prompt_file,
+            max_context=max_context,
+            strict=strict,
+            timeout=timeout,
+            deadline=_deadline(deadline),
+        )
+    progress, streamed = _plan_progress(err, source)
+    with LMClient(cache=not no_cache) as client, _user_errors():
+        result = make_plan(
+            source,
+            config,
+            client=client,
+            paper_id=paper_id_for(Path(source)),
+            method_section=method_section or None,
+            raw_dir=out_dir,
+            progress=progress,
+        )
+    if streamed:
+        err.print()
+    _print_plan(result, err if as_json else Console())
+    err.print(f"[dim]{escape(client.usage.describe())}[/]")
+    if out_dir is not None:
+        with _user_errors():
+            json_path, md_path = save_plan(result, out_dir)
+        err.print(f"wrote {escape(str(json_path))} and {escape(str(md_path))}")
+    if as_json:
+        _write_stdout(result.to_json() + "\n")
+
+
+def _plan_progress(err: Any, source: Path) -> tuple[Any, list[str]]:
+    """The plan command's display on stderr: stages, the paper's warnings and size, the
+    reasoning as it streams (dimmed), and a note when a call is retried."""
+    from ablationkit.lm.keys import redact
+    from ablationkit.planner import PlanProgress
+    from ablationkit.planner.stream import ReasoningStream
+
     streamed: list[str] = []
 
     def show(text: str) -> None:
@@ -303,44 +408,14 @@ def plan(
         title = escape(paper.title or str(source))
         err.print(f"[bold]•[/] {paper.format}: {title} ({sections} sections, {paper.words} words)")
 
+    stream = ReasoningStream(show)
     progress = PlanProgress(
         on_stage=lambda m: err.print(f"[bold]•[/] {escape(redact(m))}"),
-        on_token=ReasoningStream(show),
+        on_token=stream,
         on_paper=loaded,
+        on_retry=stream.retry,
     )
-    client = LMClient(cache=not no_cache, timeout=timeout)
-    with _user_errors():
-        result = make_plan(
-            source,
-            mode.value,
-            k,
-            model,
-            client=client,
-            api_base=api_base,
-            paper_id=paper_id_for(Path(source)),
-            prompt_file=prompt_file,
-            method_section=method_section or None,
-            max_context=max_context,
-            raw_dir=out_dir,
-            strict=strict,
-            progress=progress,
-            deadline=_deadline(deadline),
-        )
-    if streamed:
-        err.print()
-    _print_plan(result, err if as_json else Console())
-    err.print(f"[dim]{escape(client.usage.describe())}[/]")
-    if out_dir is not None:
-        from ablationkit.fsutil import atomic_write_text
-        from ablationkit.trajectory import render_trajectory
-
-        json_path = out_dir / f"{result.paper_id}.json"
-        md_path = out_dir / f"{result.paper_id}.md"
-        atomic_write_text(json_path, result.to_json() + "\n")
-        atomic_write_text(md_path, render_trajectory(result))
-        err.print(f"wrote {json_path} and {md_path}")
-    if as_json:
-        _write_stdout(result.to_json() + "\n")
+    return progress, streamed
 
 
 def escape(text: str) -> str:
@@ -430,85 +505,178 @@ def _report(report: Any) -> None:
 
 @bench_app.command("plan")
 def bench_plan(
-    dataset: str = typer.Argument(
-        ..., help="JSONL file, papers directory, 'sample' or hf:<name>[:split]."
-    ),
-    run_dir: Path = typer.Option(..., "--run", help="Run directory (created or resumed)."),
-    model: str = typer.Option("local", "--model"),
-    mode: ModeChoice | None = typer.Option(None, "--mode", help="Override the instances' mode."),
-    k: int = typer.Option(5, "-k", min=1, max=20),
-    api_base: str | None = typer.Option(None, "--api-base"),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256),
-    limit: int | None = typer.Option(None, "--limit", min=1),
-    ids: str | None = typer.Option(None, "--ids", help="Comma-separated instance ids."),
-    papers_root: Path | None = typer.Option(
-        None,
-        "--papers-root",
-        help="Where relative paper paths of hf: rows live (a checkout of AblationBench's repo).",
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Count requests, tokens and cost; call no model."
-    ),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.01, help=_TIMEOUT_HELP),
-    deadline: float = typer.Option(1800.0, "--deadline", min=0, help=_DEADLINE_HELP),
+    dataset: Annotated[
+        str,
+        typer.Argument(help="JSONL file, papers directory, 'sample' or hf:<name>[:split]."),
+    ],
+    run_dir: Annotated[Path, typer.Option("--run", help="Run directory (created or resumed).")],
+    model: ModelOption = "local",
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            callback=_mode_option,
+            metavar=_MODE_METAVAR,
+            help="Plan every instance in this mode (default: each instance's own).",
+        ),
+    ] = None,
+    k: KOption = 5,
+    api_base: PlanApiBaseOption = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", min=1, max=256, help="Model calls in flight at once."),
+    ] = 8,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N instances.")
+    ] = None,
+    ids: Annotated[str | None, typer.Option("--ids", help="Comma-separated instance ids.")] = None,
+    papers_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--papers-root",
+            help="Where relative paper paths of hf: rows live (a checkout of AblationBench's "
+            "repo).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Prepare every prompt as a run would (context fitting included) and count "
+            "requests, tokens and cost; call and start no model.",
+        ),
+    ] = False,
+    timeout: TimeoutOption = None,
+    deadline: DeadlineOption = 1800.0,
 ) -> None:
     """Plan every paper of a dataset that has no plan in the run yet."""
-    import json
-
     from ablationkit.bench.runner import Run
     from ablationkit.bench.runner import dry_run as estimate
+    from ablationkit.planner import PlanConfig
 
     id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
     with _user_errors():
+        # a mode left out is not set: each instance keeps its own (see Run.plan)
+        chosen = {"mode": mode} if mode is not None else {}
+        config = PlanConfig.build(
+            model=model,
+            k=k,
+            api_base=api_base,
+            timeout=timeout,
+            deadline=_deadline(deadline),
+            **chosen,
+        )
         if dry_run:
-            summary = estimate(
-                dataset,
-                model=model,
-                mode=mode.value if mode else None,
-                k=k,
-                ids=id_list,
-                limit=limit,
-                papers_root=papers_root,
-            )
-            _write_stdout(json.dumps(summary, indent=2) + "\n")
+            summary = estimate(dataset, config, ids=id_list, limit=limit, papers_root=papers_root)
+            _write_stdout(summary.model_dump_json(indent=2) + "\n")
             return
         run = Run(run_dir, concurrency=concurrency)
         bar, update = _progress_bar(f"planning with {model}")
         with bar:
             report = run.plan(
                 dataset,
-                model=model,
-                mode=mode.value if mode else None,
-                k=k,
-                api_base=api_base,
+                config,
                 ids=id_list,
                 limit=limit,
                 papers_root=papers_root,
                 progress=update,
-                timeout=timeout,
-                deadline=_deadline(deadline),
             )
     _report(report)
 
 
+class JudgeProtocolChoice(StrEnum):
+    ablationkit = "ablationkit"
+    ablationbench = "ablationbench"
+
+
+JudgeSpecs = Annotated[
+    list[str],
+    typer.Option(
+        "--judge",
+        help="Judge model id, or 'embedding' / 'embedding@0.6' (the offline judge and its "
+        "threshold; ablationkit protocol only); several make a majority judge.",
+    ),
+]
+JudgeProtocolOption = Annotated[
+    JudgeProtocolChoice,
+    typer.Option(
+        "--judge-protocol",
+        case_sensitive=False,
+        help="ablationkit: our index-matching judge. ablationbench: the reference's LM judge "
+        "(anonymous sides, its reply format, its majority over lines).",
+    ),
+]
+JudgeConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--judge-config",
+        dir_okay=False,
+        help="AblationBench judge YAML (prompts.system, prompts.user) from a checkout of its "
+        "repository; with --judge-protocol ablationbench.",
+    ),
+]
+SeedOption = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed of the ablationbench judge's shuffles and sides (stored with each verdict; "
+        "judge i of a majority draws with seed + i).",
+    ),
+]
+ApiBaseOption = Annotated[
+    str | None,
+    typer.Option("--api-base", help="OpenAI-compatible server URL for the judge models."),
+]
+
+
+def _make_judge_from_options(
+    specs: list[str],
+    client: Any,
+    api_base: str | None,
+    protocol: JudgeProtocolChoice,
+    config_path: Path | None,
+    seed: int,
+) -> Any:
+    """The judge the options describe; ``--judge-config`` is read as the reference's YAML."""
+    from ablationkit.judge.factory import make_judge
+
+    config = None
+    if config_path is not None:
+        from ablationkit.ablationbench.config import load_prompt_config
+
+        config = load_prompt_config(config_path)
+    return make_judge(specs, client, api_base, protocol=protocol.value, config=config, seed=seed)
+
+
 @bench_app.command("judge")
 def bench_judge(
-    run_dir: Path = typer.Option(..., "--run", help="Run directory with plans."),
-    judge: list[str] = typer.Option(
-        ..., "--judge", help="Judge model id, or 'embedding'; several make a majority judge."
-    ),
-    k: int | None = typer.Option(None, "-k", help="Judge only the top k of each plan."),
-    api_base: str | None = typer.Option(None, "--api-base"),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.01, help=_TIMEOUT_HELP),
+    run_dir: Annotated[Path, typer.Option("--run", help="Run directory with plans.")],
+    judge: JudgeSpecs,
+    k: Annotated[
+        int | None,
+        typer.Option("-k", min=1, help="Judge only the top k of each plan (ablationkit protocol)."),
+    ] = None,
+    api_base: ApiBaseOption = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", min=1, max=256, help="Plans judged (model calls) at once."),
+    ] = 8,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.01, help=_TIMEOUT_HELP)
+    ] = None,
+    judge_protocol: JudgeProtocolOption = JudgeProtocolChoice.ablationkit,
+    judge_config: JudgeConfigOption = None,
+    seed: SeedOption = 0,
 ) -> None:
     """Judge every plan of a run that this judge has not judged yet."""
-    from ablationkit.bench.runner import Run, make_judge
+    from ablationkit.bench.runner import Run
 
     with _user_errors():
         run = Run(run_dir, concurrency=concurrency)
         run.client.timeout = timeout
-        the_judge = make_judge(judge, run.client, api_base)
+        the_judge = _make_judge_from_options(
+            judge, run.client, api_base, judge_protocol, judge_config, seed
+        )
         bar, update = _progress_bar(f"judging with {the_judge.name}")
         with bar:
             report = run.judge(the_judge, k=k, progress=update)
@@ -516,35 +684,159 @@ def bench_judge(
 
 
 @bench_app.command("score")
-def bench_score(run_dir: Path = typer.Option(..., "--run", help="Run directory.")) -> None:
+def bench_score(
+    run_dir: Path = typer.Option(..., "--run", help="Run directory."),
+    protocol: JudgeProtocolChoice = typer.Option(
+        JudgeProtocolChoice.ablationkit,
+        "--protocol",
+        case_sensitive=False,
+        help="ablationkit: precision over k, 95% CIs; ablationbench: the reference's "
+        "per-paper formulas and plain mean (see README).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the scores as JSON (per judge, per paper, unrounded)."
+    ),
+    top_k: int | None = typer.Option(
+        None, "--top-k", min=1, help="ablationbench protocol: score only the first k items."
+    ),
+) -> None:
     """Precision, recall and F1 per judge (macro, micro, 95% CI) into scores.json."""
+    import json
+
     from rich.console import Console
     from rich.table import Table
 
-    from ablationkit.bench.runner import Run
+    from ablationkit.bench.store import RunStore
 
+    if protocol is JudgeProtocolChoice.ablationbench:
+        from ablationkit.ablationbench.runs import score_record
+
+        with _user_errors():
+            record = RunStore(run_dir).read()
+            reference = score_record(record, top_k=top_k)
+        for warning in record.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        if as_json:
+            _write_stdout(json.dumps({"protocol": "ablationbench", "judges": reference}) + "\n")
+            return
+        ref_table = Table(title=f"{run_dir} (ablationbench protocol)", title_justify="left")
+        for column in ("judge", "papers", "failed", "P", "R", "F1", "overall F1"):
+            ref_table.add_column(column)
+        for name, entry in reference.items():
+            if entry["all_failed"]:
+                ref_table.add_row(name, str(entry["papers"]), str(entry["failed"]), "judge failed")
+                continue
+            macro = entry["macro"]
+            overall = entry.get("overall_f1")
+            ref_table.add_row(
+                name,
+                str(entry["papers"]),
+                str(entry["failed"]),
+                f"{macro['precision']:.3f}",
+                f"{macro['recall']:.3f}",
+                f"{macro['f1']:.3f}",
+                "-" if overall is None else f"{overall:.3f}",
+            )
+        Console().print(ref_table)
+        return
     with _user_errors():
-        scores = Run(run_dir).score()
+        scores = RunStore(run_dir).score()
+    for warning in scores.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if as_json:
+        judges = {
+            name: {
+                "protocol": "ablationkit",
+                "failed": score.failed,
+                "papers": score.papers,
+                "macro": score.macro.model_dump(),
+                "per_paper": {
+                    paper_id: {"precision": p.precision, "recall": p.recall, "f1": p.f1}
+                    for paper_id, p in score.per_paper.items()
+                },
+            }
+            for name, score in scores.judges.items()
+        }
+        _write_stdout(json.dumps({"protocol": "ablationkit", "judges": judges}) + "\n")
+        return
     table = Table(
-        title=f"{scores['model']} ({scores['mode'] or 'dataset modes'}, "
-        f"k={scores['k']}, {scores['plans']} plans)",
+        title=f"{scores.model} ({scores.mode or 'dataset modes'}, "
+        f"k={scores.k}, {scores.plans} plans)",
         title_justify="left",
+        caption="failed: papers counted as 0 (no plan, or the judge failed on them)",
     )
-    for column in ("judge", "papers", "errors", "P", "R", "F1", "F1 95% CI", "micro F1"):
+    for column in ("judge", "papers", "failed", "P", "R", "F1", "F1 95% CI", "micro F1"):
         table.add_column(column)
-    for name, score in scores["judges"].items():
-        macro, ci = score["macro"], score["macro_ci95"].get("f1", [0, 0])
+    for name, score in scores.judges.items():
+        if score.failed:  # no verdict at all: its zeros are not a score
+            table.add_row(name, str(score.papers), str(score.failures), "judge failed")
+            continue
+        macro, (low, high) = score.macro, score.macro_ci95.get("f1", (0.0, 0.0))
         table.add_row(
             name,
-            str(score["papers"]),
-            str(score["errors"]),
-            f"{macro['precision']:.3f}",
-            f"{macro['recall']:.3f}",
-            f"{macro['f1']:.3f}",
-            f"{ci[0]:.3f}-{ci[1]:.3f}",
-            f"{score['micro']['f1']:.3f}",
+            str(score.papers),
+            str(score.failures),
+            f"{macro.precision:.3f}",
+            f"{macro.recall:.3f}",
+            f"{macro.f1:.3f}",
+            f"{low:.3f}-{high:.3f}",
+            f"{score.micro.f1:.3f}",
         )
     Console().print(table)
+
+
+@bench_app.command("import-ablationbench")
+def bench_import_ablationbench(
+    plans: Path = typer.Option(..., "--plans", help="AblationBench planner output folder."),
+    dataset: Path = typer.Option(
+        ..., "--dataset", help="JSONL of AblationBench rows (id, paper_title, ...; mode)."
+    ),
+    run_dir: Path = typer.Option(..., "--run", help="Run directory to write (created)."),
+    evaluations: Path | None = typer.Option(
+        None, "--evaluations", help="AblationBench judge output folder (<id>.jsonl lines)."
+    ),
+    judge: str | None = typer.Option(
+        None, "--judge", help="Name for the imported judge (default: its folder's name)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Planner model id (default: the plans folder's name)."
+    ),
+    papers_root: Path | None = typer.Option(
+        None, "--papers-root", help="Checkout the rows' paper_path is relative to."
+    ),
+) -> None:
+    """An AblationBench planner (and judge) folder as an AblationKit run."""
+    from ablationkit.ablationbench.runs import import_run
+
+    with _user_errors():
+        report = import_run(
+            plans,
+            dataset,
+            run_dir,
+            evaluations_dir=evaluations,
+            judge=judge,
+            model=model,
+            papers_root=papers_root,
+        )
+    missing = len(report.missing_plans)
+    typer.echo(
+        f"{len(report.plans)} plans, {len(report.judgements)} judgements -> {run_dir}"
+        + (f" ({missing} without a plan file: empty plans)" if missing else "")
+    )
+
+
+@bench_app.command("export-ablationbench")
+def bench_export_ablationbench(
+    run_dir: Path = typer.Option(..., "--run", help="Run directory."),
+    out: Path = typer.Option(..., "--out", help="Folder for AblationBench's files."),
+) -> None:
+    """A run as AblationBench's planner and judge folders (OUT/plans, OUT/<judge>)."""
+    from ablationkit.ablationbench.runs import export_run
+
+    with _user_errors():
+        written = export_run(run_dir, out)
+    for folder, ids in written.items():
+        typer.echo(f"{out / folder}: {len(ids)} files")
 
 
 @app.command("site")
@@ -611,19 +903,26 @@ def serve(
 
 @app.command("eval-judge")
 def eval_judge(
-    labels: Path = typer.Argument(..., help="JSONL of human-labelled plans (see README)."),
-    judge: list[str] = typer.Option(..., "--judge", help="Judge model id or 'embedding'."),
-    api_base: str | None = typer.Option(None, "--api-base"),
+    labels: Annotated[Path, typer.Argument(help="JSONL of human-labelled plans (see README).")],
+    judge: JudgeSpecs,
+    api_base: ApiBaseOption = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Model calls at once.")
+    ] = 8,
+    judge_protocol: JudgeProtocolOption = JudgeProtocolChoice.ablationkit,
+    judge_config: JudgeConfigOption = None,
+    seed: SeedOption = 0,
 ) -> None:
     """How well a judge agrees with human labels: precision, recall and F1."""
     import json
 
-    from ablationkit.bench.runner import make_judge
     from ablationkit.judge.evaluation import evaluate_judge
     from ablationkit.lm import LMClient
 
-    with _user_errors():
-        the_judge = make_judge(judge, LMClient(), api_base)
+    with _user_errors(), LMClient(concurrency=concurrency) as client:
+        the_judge = _make_judge_from_options(
+            judge, client, api_base, judge_protocol, judge_config, seed
+        )
         result = evaluate_judge(the_judge, labels)
     _write_stdout(json.dumps(result, indent=2) + "\n")
 

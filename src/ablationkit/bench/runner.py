@@ -1,18 +1,10 @@
 """Resumable batch runs: plan, judge and score a dataset into a run directory.
 
-Layout::
-
-    RUN/run.json                      the configuration of every stage run so far
-    RUN/plans/<id>.json               one plan per paper
-    RUN/judgements/<judge>/<id>.json  one verdict per paper per judge
-    RUN/scores.json                   P/R/F1 per judge
-    RUN/failures.json                 the papers each stage could not do, last time it ran
-    RUN/lm-cache.sqlite               every model reply of the run
-
-``<id>`` and ``<judge>`` are file names made by ``runfiles.file_stem`` (distinct for distinct
-ids). Every file is written atomically when its paper is done, so a run killed at any point
-resumes by skipping what exists and validates; a file that does not validate is set aside
-with a warning and its paper redone (``runfiles``). Model calls that completed before the
+The run directory's files, their names and formats belong to ``bench.store`` (``RunStore``,
+``read_run``); the runner reads and writes them only through it. Every file is written
+atomically when its paper is done, so a run killed at any point resumes by skipping what
+exists and validates; a file that does not validate is set aside with a warning and its paper
+redone. Model calls that completed before the
 kill are answered from the run's cache, so they are not paid for twice. One failing paper
 never stops the others: failures are collected and listed at the end.
 """
@@ -20,30 +12,34 @@ never stops the others: failures are collected and listed at the end.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ablationkit import __version__
+from pydantic import BaseModel
+
 from ablationkit.bench.datasets import Instance, load_dataset
-from ablationkit.bench.runfiles import DamagedRunFile, RunFiles, check_distinct
+from ablationkit.bench.store import (
+    Manifest,
+    RunStore,
+    Scores,
+    StageConfig,
+    check_distinct,
+    planned_instances,
+)
 from ablationkit.errors import AblationKitError, FormatError
-from ablationkit.fsutil import DamagedFileWarning, atomic_write_text, set_aside
-from ablationkit.judge.lm_judge import Judge, LMJudge, MajorityJudge
-from ablationkit.judge.metrics import aggregate
+from ablationkit.judge.base import Judge
+from ablationkit.judge.factory import make_judge as make_judge  # moved to judge/
 from ablationkit.lm.client import LMClient
 from ablationkit.lm.keys import redact
-from ablationkit.lm.retry import DEFAULT_DEADLINE
-from ablationkit.lm.routes import check_api_base, resolve
 
 if TYPE_CHECKING:
-    from ablationkit.planner import PlanRequest
+    from ablationkit.planner import PlanConfig, PlanRequest
+    from ablationkit.schema import Mode
 
 
 @dataclass
@@ -64,17 +60,6 @@ PREPARE_AHEAD = 256
 Progress = Callable[[str, int, int, float], None]  # (paper id, finished, total, cost so far)
 
 
-def planned_instances(config: dict[str, Any]) -> list[Instance]:
-    """The instances a run's plan stage was given, from the configuration in ``run.json``."""
-    return load_dataset(
-        config["dataset"],
-        mode=config.get("mode"),
-        ids=config.get("ids"),
-        limit=config.get("limit"),
-        papers_root=config.get("papers_root"),
-    )
-
-
 class Run:
     """A run directory. ``client`` defaults to one whose cache lives in the run."""
 
@@ -90,66 +75,32 @@ class Run:
             raise FormatError(
                 f"cannot create the run directory ({exc.strerror})", where=self.dir
             ) from None
-        self.files = RunFiles(self.dir)
-        self.client = client or LMClient(concurrency=concurrency, cache=self.files.cache_path)
+        self.store = RunStore(self.dir)
+        self.files = self.store  # the name of 0.1
+        self.client = client or LMClient(concurrency=concurrency, cache=self.store.cache_path)
         self.concurrency = concurrency
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ manifest
     @property
     def manifest_path(self) -> Path:
-        return self.files.manifest_path
+        return self.store.manifest_path
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         """``run.json`` (a new one if there is none); ``DamagedRunFile`` if it is damaged."""
-        return self.files.read_manifest() or self._new_manifest()
+        return self.store.manifest()
 
-    @staticmethod
-    def _new_manifest() -> dict[str, Any]:
-        return {"version": __version__, "created": time.time(), "stages": {}}
-
-    def _record(self, stage: str, config: dict[str, Any], *, check_only: bool = False) -> None:
-        """Check ``config`` against the run's (``check_only``), or record it in ``run.json``.
-
-        A damaged ``run.json`` stops every stage but ``plan``: the plan command carries the
-        whole configuration, so its run.json is set aside (the bytes are kept beside it) and
-        rebuilt, losing nothing. What the old file guarded, that the plans already in the run
-        come from this model, ``plan`` checks on the plans themselves (``_planned``). The
-        other stages stop with one line: they cannot know how the run was planned.
-        """
-        # An api_base may carry credentials (https://user:key@host): never write them.
-        config = json.loads(redact(json.dumps(config)))
-        damaged: DamagedRunFile | None = None
-        with self._lock:
-            try:
-                manifest = self.manifest()
-            except DamagedRunFile as exc:
-                if stage != "plan":
-                    raise
-                manifest, damaged = self._new_manifest(), exc
-            previous = (manifest["stages"].get(stage) or {}).get("config")
-            if stage == "plan" and previous:
-                # Changing what a plan depends on would mix two experiments in one run;
-                # changing --limit or --ids only extends or narrows it.
-                keys = ("dataset", "model", "mode", "k", "api_base", "params")
-                changed = [key for key in keys if previous.get(key) != config.get(key)]
-                if changed:
-                    raise AblationKitError(
-                        f"this run was planned with other {', '.join(changed)} "
-                        f"({', '.join(f'{c}={previous.get(c)!r}' for c in changed)}); "
-                        "use a new run directory",
-                        where=self.dir,
-                    )
-            if check_only:
-                return
-            if damaged is not None:
-                set_aside(damaged.path, damaged.problem, "rebuilt from this command's options")
-            manifest["stages"][stage] = {"config": config, "updated": time.time()}
-            atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2) + "\n")
+    def _record(self, stage: str, config: StageConfig | Any, *, check_only: bool = False) -> None:
+        """Check ``config`` against the run's (``check_only``), or record it in ``run.json``
+        (``RunStore.check_stage`` / ``record_stage``)."""
+        if check_only:
+            self.store.check_stage(stage, config)
+        else:
+            self.store.record_stage(stage, config)
 
     def dataset(self) -> list[Instance]:
-        config = self.manifest()["stages"].get("plan", {}).get("config")
-        if not config:
+        """The instances the plan stage was given (``run.json``)."""
+        config = self.store.plan_config()
+        if config is None:
             raise AblationKitError(
                 "no plan stage in this run yet: run `bench plan` first", where=self.dir
             )
@@ -157,80 +108,69 @@ class Run:
 
     # ------------------------------------------------------------------ stages
     def plans_dir(self) -> Path:
-        return self.files.plans_dir
+        return self.store.plans_dir
 
     def plan_path(self, instance_id: str) -> Path:
-        return self.files.plan_path(instance_id)
+        return self.store.plan_path(instance_id)
 
     def plan(
         self,
         dataset: str | Path,
+        config: PlanConfig | None = None,
         *,
-        model: str = "local",
-        mode: str | None = None,
-        k: int = 5,
-        api_base: str | None = None,
         ids: Sequence[str] | None = None,
         limit: int | None = None,
         papers_root: str | Path | None = None,
         progress: Progress | None = None,
-        timeout: float | None = None,
-        deadline: float | None = DEFAULT_DEADLINE,
-        **params: Any,
+        **overrides: Any,
     ) -> StageReport:
-        """Plan every instance that has no plan yet. ``timeout`` bounds each attempt on a
-        model server (None: the client's); a paper whose model calls take more than
-        ``deadline`` seconds in all fails with "no reply within …" and the others go on."""
+        """Plan every instance that has no plan yet, as ``config`` says (keyword
+        ``overrides`` change it by name, as for ``planner.plan``).
+
+        Each instance is planned in its own mode unless the config sets one
+        (``PlanConfig(mode="reviewer")`` or ``mode="reviewer"``): then every instance is.
+        ``config.timeout`` bounds each attempt on a model server (None: the client's); a paper
+        whose model calls take more than ``config.deadline`` seconds in all fails with "no
+        reply within …" and the others go on.
+        """
+        from ablationkit.lm.models import resolve_model
         from ablationkit.planner import acomplete_plan, prepare_plan
 
-        resolve(model, api_base)  # a malformed model id or api_base fails the stage at once
+        config, chosen_mode = _batch_config(config, overrides)
+        model = resolve_model(config.model, config.api_base)  # a bad id: at once, and once
         instances = load_dataset(
-            dataset,
-            mode=mode,  # type: ignore[arg-type]
-            ids=ids,
-            limit=limit,
-            papers_root=papers_root,
+            dataset, mode=chosen_mode, ids=ids, limit=limit, papers_root=papers_root
         )
         check_distinct((i.id for i in instances), where=dataset)
-        config = {
+        # What run.json records: the dataset and its extent, and every plan setting (the
+        # mode only if chosen: else each instance's own). No "params": a run of 0.1 recorded
+        # its extra request parameters there, always none; "generation" holds them now.
+        record = {
+            **config.model_dump(mode="json", exclude={"mode"}),
             "dataset": str(dataset),
-            "model": model,
-            "mode": mode,
-            "k": k,
-            "api_base": api_base,
+            "mode": chosen_mode,
             "ids": list(ids) if ids else None,
             "limit": limit,
             "papers_root": str(papers_root) if papers_root else None,
-            "params": params,
         }
         # Check before writing anything: a refused command leaves run.json as it was.
-        self._record("plan", config, check_only=True)
+        self._record("plan", record, check_only=True)
         self.files.adopt_legacy(i.id for i in instances)
-        done = {i.id: self._planned(i, model) for i in instances}
-        self._record("plan", config)
+        done = {i.id: self._planned(i, model.id) for i in instances}
+        self._record("plan", record)
 
         def prepare(instance: Instance) -> PlanRequest:
             return prepare_plan(
                 instance.load(),
-                instance.mode,
-                k,
-                model,
+                config.model_copy(update={"mode": instance.mode}),
                 client=self.client,
-                api_base=api_base,
                 paper_id=instance.id,
-                **params,
+                resolved_model=model,
             )
 
         async def work(instance: Instance, request: PlanRequest) -> None:
-            result = await acomplete_plan(
-                request,
-                client=self.client,
-                raw_dir=self.dir / "raw",
-                timeout=timeout,
-                deadline=deadline,
-            )
-            text = result.to_json() + "\n"
-            await asyncio.to_thread(atomic_write_text, self.plan_path(instance.id), text)
+            result = await acomplete_plan(request, client=self.client, raw_dir=self.store.raw_dir)
+            await asyncio.to_thread(self.store.write_plan, result)
 
         return self._stage(
             "plan",
@@ -255,55 +195,85 @@ class Run:
     def judge(
         self, judge: Judge, *, k: int | None = None, progress: Progress | None = None
     ) -> StageReport:
-        """Judge every plan that this judge has not judged yet."""
+        """Judge every plan that this judge has not judged yet.
+
+        The judge's coroutines run on the client's event loop, ``concurrency`` plans at a time
+        (a majority's judges together within each); reading a plan, the paper's source (only for
+        a judge whose prompt shows it) and writing the verdict happen in worker threads.
+        """
+        from ablationkit.ablationbench.source import raw_source
+        from ablationkit.sandbox import UnsafePathError, is_inside
+
         instances = self.dataset()
         check_distinct(i.id for i in instances)
-        self._record(f"judge:{judge.name}", {"judge": judge.name, "k": k})
-        self.files.adopt_legacy((i.id for i in instances), judge=judge.name)
+        stage, settings = f"judge:{judge.name}", judge.settings()
+        previous = self.manifest().stages.get(stage)
+        if previous is not None:  # one name, one judge: never mix two draws or prompts
+            old = previous.config.model_dump(mode="json")
+            changed = [key for key in settings if key in old and old[key] != settings[key]]
+            if changed:
+                raise AblationKitError(
+                    f"this run's {judge.name} verdicts were made with other "
+                    + ", ".join(f"{key} ({old[key]!r}, now {settings[key]!r})" for key in changed)
+                    + ": use a new run directory",
+                    where=self.dir,
+                )
+        self._record(stage, {**settings, "judge": judge.name, "k": k})
+        self.store.adopt_legacy((i.id for i in instances), judge=judge.name)
 
-        def work(instance: Instance) -> None:
-            plan = self.files.finished_plan(instance.id)
+        def paper_source(instance: Instance) -> str:
+            """The reference's view of the paper's folder ("" for a paper that has none)."""
+            if not instance.path:
+                return ""
+            folder = Path(instance.path)
+            root = instance._root
+            if root is not None and not is_inside(root, folder):
+                raise UnsafePathError(
+                    f"paper path {instance.path!r} leads outside the dataset's folder "
+                    f"{str(root)!r}; refused",
+                    where=f"instance {instance.id!r}",
+                )
+            if not folder.exists():
+                raise FormatError(
+                    "paper folder not found: the judge shows the paper's source (for "
+                    "AblationBench rows, pass --papers-root: a checkout of its repository)",
+                    where=instance.path,
+                )
+            return raw_source(folder).text if folder.is_dir() else ""
+
+        async def work(instance: Instance, _: None) -> None:
+            plan = await asyncio.to_thread(self.store.finished_plan, instance.id)
             if plan is None:
                 raise AblationKitError("no plan for this paper (its planning failed?)")
-            verdict = judge.judge(
-                plan, instance.ground_truth, reviews=instance.reviews, title=instance.title, k=k
+            source = ""
+            if judge.needs_paper_source(plan.mode):
+                source = await asyncio.to_thread(paper_source, instance)
+            verdict = await judge.ajudge(
+                plan,
+                instance.ground_truth,
+                reviews=instance.reviews,
+                title=instance.title,
+                abstract=instance.abstract,
+                paper_source=source,
+                k=k,
             )
             if not verdict.targets and instance.target_count:
                 verdict.target_count = instance.target_count
-            path = self.files.judgement_path(judge.name, instance.id)
-            atomic_write_text(path, verdict.model_dump_json(indent=2) + "\n")
+            await asyncio.to_thread(self.store.write_judgement, verdict)
             if verdict.error:
                 raise AblationKitError(f"judge: {verdict.error}")
 
         def judged(instance: Instance) -> bool:
-            verdict = self.files.finished_judgement(judge.name, instance.id)
+            verdict = self.store.finished_judgement(judge.name, instance.id)
             return verdict is not None and verdict.error is None
 
-        return self._stage(f"judge:{judge.name}", instances, judged, work, progress)
+        return self._stage(stage, instances, judged, progress=progress, awork=work)
 
-    def score(self, *, resamples: int = 1000) -> dict[str, Any]:
-        """Scores of every judge in the run, written to ``scores.json``."""
-        scores: dict[str, Any] = {}
-        config = self.manifest()["stages"].get("plan", {}).get("config", {})
-
-        def warn(message: str) -> None:
-            warnings.warn(DamagedFileWarning(message), stacklevel=2)
-
-        plans = self.files.read_plans(warn)
-        costs = [p.usage.cost_usd for p in plans if p.usage]
-        for name, verdicts in self.files.read_judgements(warn).items():
-            scores[name] = aggregate(verdicts, resamples=resamples)
-        result = {
-            "model": config.get("model"),
-            "mode": config.get("mode"),
-            "k": config.get("k"),
-            "dataset": config.get("dataset"),
-            "plans": len(plans),
-            "plan_cost_usd": None if any(c is None for c in costs) else sum(costs),
-            "judges": scores,
-        }
-        atomic_write_text(self.dir / "scores.json", json.dumps(result, indent=2) + "\n")
-        return result
+    def score(self, *, resamples: int = 1000) -> Scores:
+        """Scores of every judge in the run (``RunRecord.score``: a paper whose plan or
+        judgement failed counts as 0), written to ``scores.json``. What could not be read is
+        in ``Scores.warnings``, one line each."""
+        return self.store.score(resamples=resamples)
 
     # ------------------------------------------------------------------ machinery
     def _stage(
@@ -360,9 +330,7 @@ class Run:
         self.client.flush()  # a finished stage's replies are on disk before it reports
         report.cost_usd = self.client.usage.cost_usd - cost_before
         report.seconds = time.perf_counter() - start
-        existing = self.files.read_failures(repair=True)
-        existing[stage] = report.failed
-        atomic_write_text(self.files.failures_path, json.dumps(existing, indent=2) + "\n")
+        self.store.record_failures(stage, report.failed)
         return report
 
     async def _drive(
@@ -435,72 +403,88 @@ class _Preparer:
         self.slots.release()
 
 
-def make_judge(specs: Sequence[str], client: LMClient, api_base: str | None = None) -> Judge:
-    """``["lm:openai/gpt-4o"]`` -> an LM judge; several -> their majority;
-    ``["embedding"]`` -> the offline embedding judge."""
-    if not specs:
-        raise AblationKitError("give at least one judge (--judge MODEL, or --judge embedding)")
-    if api_base:
-        check_api_base(api_base)  # malformed: one error now, not one per paper
-    judges: list[Judge] = []
-    for spec in specs:
-        if spec == "embedding" or spec.startswith("embedding@"):
-            from ablationkit.judge.embedding import EmbeddingJudge
+def _batch_config(
+    config: PlanConfig | None, overrides: dict[str, Any]
+) -> tuple[PlanConfig, Mode | None]:
+    """The batch's ``PlanConfig`` and the mode it imposes on every instance: the config's
+    mode if it was set (``mode=None`` is "each instance's own", as it always was), else
+    None."""
+    from ablationkit.planner import PlanConfig
 
-            threshold = float(spec.partition("@")[2]) if "@" in spec else None
-            judges.append(EmbeddingJudge(threshold=threshold))
-        else:
-            judges.append(LMJudge(spec.removeprefix("lm:"), client=client, api_base=api_base))
-    return judges[0] if len(judges) == 1 else MajorityJudge(judges)
+    if "mode" in overrides and overrides["mode"] is None:
+        overrides = {k: v for k, v in overrides.items() if k != "mode"}
+    config = PlanConfig.build(config, **overrides)
+    return config, config.mode if "mode" in config.model_fields_set else None
+
+
+class PlanEstimate(BaseModel):
+    """What a plan stage would send (``dry_run``): requests, prompt tokens as the model counts
+    them (``tokenizer`` says how: see ``lm.models``), a typical reply's tokens and the cost.
+    ``cost_usd_estimate`` is None when the model's price is unknown."""
+
+    model: str
+    tokenizer: str
+    context_window: int
+    requests: int
+    prompt_tokens: int
+    completion_tokens_estimate: int
+    cost_usd_estimate: float | None
+    trimmed: dict[str, list[str]]  # paper id -> what context fitting dropped
+    failed: dict[str, str]
 
 
 def dry_run(
     dataset: str | Path,
+    config: PlanConfig | None = None,
     *,
-    model: str,
-    mode: str | None = None,
-    k: int = 5,
     ids: Sequence[str] | None = None,
     limit: int | None = None,
     papers_root: str | Path | None = None,
-) -> dict[str, Any]:
-    """What a plan stage would send: requests, estimated prompt tokens and cost."""
-    from ablationkit.lm.pricing import cost
-    from ablationkit.lm.types import TokenUsage
-    from ablationkit.papers import view
-    from ablationkit.planner.budget import estimate_tokens
-    from ablationkit.planner.core import REPLY_TOKENS, render_messages
-    from ablationkit.planner.hints import extract_hints
+    **overrides: Any,
+) -> PlanEstimate:
+    """What ``Run.plan`` with these arguments would send, calling and starting no model.
 
+    Every prompt is prepared by ``prepare_plan``, exactly as the run prepares it (context
+    fitting included), so the counts are the run's; tokens are counted by the ``Model``
+    (the embedded model's own tokenizer, read from its weights file without loading it).
+    """
+    from ablationkit.lm.models import resolve_model
+    from ablationkit.lm.types import TokenUsage
+    from ablationkit.planner import prepare_plan
+
+    config, chosen_mode = _batch_config(config, overrides)
+    model = resolve_model(config.model, config.api_base)
     instances = load_dataset(
-        dataset,
-        mode=mode,
-        ids=ids,
-        limit=limit,
-        papers_root=papers_root,  # type: ignore[arg-type]
+        dataset, mode=chosen_mode, ids=ids, limit=limit, papers_root=papers_root
     )
     prompt_tokens = 0
     failed: dict[str, str] = {}
+    trimmed: dict[str, list[str]] = {}
     for instance in instances:
         try:
-            paper_view = view(instance.load(), instance.mode)
+            request = prepare_plan(
+                instance.load(),
+                config.model_copy(update={"mode": instance.mode}),
+                paper_id=instance.id,
+                resolved_model=model,
+            )
         except AblationKitError as exc:
-            failed[instance.id] = exc.one_line()
+            failed[instance.id] = redact(exc.one_line())
             continue
-        text = paper_view.to_markdown()
-        messages = render_messages(
-            paper_view, instance.mode, k, paper_text=text, hints=extract_hints(text).render()
-        )
-        prompt_tokens += sum(estimate_tokens(m["content"]) for m in messages)
+        prompt_tokens += request.prompt_tokens
+        if request.dropped:
+            trimmed[instance.id] = request.dropped
     requests = len(instances) - len(failed)
-    typical_reply = min(REPLY_TOKENS, 150 * k + 300)
-    estimate = cost(
-        model, TokenUsage(prompt_tokens, typical_reply * requests), local=model.startswith("local")
+    typical_reply = min(config.reply_tokens, 150 * config.k + 300)
+    completion_tokens = typical_reply * requests
+    return PlanEstimate(
+        model=model.id,
+        tokenizer=model.tokenizer,
+        context_window=config.budget.max_context or model.context_window,
+        requests=requests,
+        prompt_tokens=prompt_tokens,
+        completion_tokens_estimate=completion_tokens,
+        cost_usd_estimate=model.cost(TokenUsage(prompt_tokens, completion_tokens)),
+        trimmed=trimmed,
+        failed=failed,
     )
-    return {
-        "requests": requests,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens_estimate": typical_reply * requests,
-        "cost_usd_estimate": estimate,
-        "failed": failed,
-    }

@@ -72,7 +72,7 @@ def test_a_folder_with_latex_and_markdown_reads_the_latex(tmp_path: Path) -> Non
 def test_a_folder_with_neither_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "figure.jpeg").write_bytes(b"x")
-    with pytest.raises(FormatError, match="neither a LaTeX main file .* nor a markdown paper"):
+    with pytest.raises(FormatError, match=r"neither a LaTeX main file .* nor a markdown paper"):
         load_paper(tmp_path / "empty")
 
 
@@ -81,8 +81,10 @@ def test_a_marker_folder_plans_in_both_modes(mode: str, tmp_path: Path, cli: str
     folder = _marker_folder(tmp_path, "kestrel")
     with FakeLLMServer(responder=respond) as server:
         done = subprocess.run(
-            [cli, "plan", str(folder), "--mode", mode, "-k", "2", "--model", "fake"]
-            + ["--api-base", server.url, "-o", str(tmp_path / "out"), "--json"],
+            [
+                *(cli, "plan", str(folder), "--mode", mode, "-k", "2", "--model", "fake"),
+                *("--api-base", server.url, "-o", str(tmp_path / "out"), "--json"),
+            ],
             capture_output=True,
             text=True,
             timeout=120,

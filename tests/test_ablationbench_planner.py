@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,69 @@ def test_no_predictions_block_is_an_empty_plan_as_there(tmp_path: Path) -> None:
     )
     plan = reference_plan(request, "I have no idea.", model="m")
     assert plan.ablations == [] and plan.planner == "ablationbench-planner"
+
+
+def _reference_responder(n_lines: int) -> Any:
+    def respond(body: dict[str, Any]) -> str:
+        user = body["messages"][-1]["content"]
+        assert '<file name="' in user  # the raw source view, not our parsed one
+        assert "response_format" not in body  # the reference asks for no JSON schema
+        return _reply([{**ROW, "name": f"item {i}"} for i in range(n_lines)])
+
+    return respond
+
+
+def test_cli_plan_under_the_reference_protocol_keeps_the_whole_reply(
+    tmp_path: Path, cli: str
+) -> None:
+    import subprocess
+
+    from ablationkit.testing import FakeLLMServer
+
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "paper.md").write_text("# Gated\n\n## Abstract\n\nWe gate.\n\n## 1 Method\n\nA gate.")
+    with FakeLLMServer(responder=_reference_responder(7)) as server:
+        done = subprocess.run(
+            [
+                *(cli, "plan", str(paper), "--protocol", "ablationbench", "--mode", "reviewer"),
+                *("--model", "m", "--api-base", server.url, "--json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        asked = server.requests[0]["messages"][-1]["content"]
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert len(plan["ablations"]) == 7  # more than k, none merged or cut
+    assert plan["planner"] == "ablationbench-planner"
+    assert "Name the 2 most important ablations" in asked  # k defaults to 2 in reviewer mode
+
+
+def test_batch_under_the_reference_protocol_takes_k_per_instance_mode(tmp_path: Path) -> None:
+    from ablationkit.bench import Run
+    from ablationkit.testing import FakeLLMServer
+
+    rows = []
+    for i, mode in enumerate(("author", "reviewer")):
+        folder = tmp_path / f"p{i}"
+        folder.mkdir()
+        (folder / "main.md").write_text("# T\n\n## Abstract\n\nA.\n\n## 1 Method\n\nM.", "utf-8")
+        row: dict[str, Any] = {"id": f"p{i}", "paper_title": "T", "paper_path": f"p{i}"}
+        row["mode"] = mode
+        if mode == "author":
+            row["ablations_in_paper"] = json.dumps([ROW])
+        else:
+            row["num_ablation_suggestions"] = 2
+        rows.append(row)
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
+    with FakeLLMServer(responder=_reference_responder(3)) as server:
+        report = Run(tmp_path / "run").plan(
+            dataset, model="m", api_base=server.url, protocol="ablationbench"
+        )
+        asked = sorted(r["messages"][-1]["content"] for r in server.requests)
+    assert report.failed == {} and sorted(report.done) == ["p0", "p1"]
+    assert any("Propose the 5 most important" in a for a in asked)
+    assert any("Name the 2 most important" in a for a in asked)

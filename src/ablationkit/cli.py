@@ -284,13 +284,46 @@ ModeOption = Annotated[
         "ablations it is missing (any case).",
     ),
 ]
-KOption = Annotated[int, typer.Option("-k", min=1, max=20, help="How many ablations.")]
 ModelOption = Annotated[str, typer.Option("--model", help="Model id (see `ablationkit models`).")]
 PlanApiBaseOption = Annotated[
     str | None, typer.Option("--api-base", help="OpenAI-compatible server for the model.")
 ]
 TimeoutOption = Annotated[float | None, typer.Option("--timeout", min=0.01, help=_TIMEOUT_HELP)]
 DeadlineOption = Annotated[float, typer.Option("--deadline", min=0, help=_DEADLINE_HELP)]
+PlanKOption = Annotated[
+    int | None,
+    typer.Option(
+        "-k",
+        min=1,
+        max=20,
+        help="How many ablations (default 5; under --protocol ablationbench 5, or 2 in "
+        "reviewer mode, as there).",
+    ),
+]
+
+
+class ProtocolChoice(StrEnum):
+    ablationkit = "ablationkit"
+    ablationbench = "ablationbench"
+
+
+ProtocolOption = Annotated[
+    ProtocolChoice,
+    typer.Option(
+        "--protocol",
+        case_sensitive=False,
+        help="ablationkit: our prompts, views and post-processing; ablationbench: the "
+        "reference's planner exactly (raw source files, nothing merged, added or cut).",
+    ),
+]
+PlannerConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--planner-config",
+        help="With --protocol ablationbench: AblationBench's own planner YAML "
+        "(config/simple_lm/plan_*.yaml of a checkout).",
+    ),
+]
 
 
 @app.command()
@@ -303,9 +336,11 @@ def plan(
         bool, typer.Option("--sample", help="Plan the bundled sample paper.")
     ] = False,
     mode: ModeOption = "author",
-    k: KOption = 5,
+    k: PlanKOption = None,
     model: ModelOption = "local",
     api_base: PlanApiBaseOption = None,
+    protocol: ProtocolOption = ProtocolChoice.ablationkit,
+    planner_config: PlannerConfigOption = None,
     out_dir: Annotated[
         Path | None,
         typer.Option(
@@ -356,9 +391,11 @@ def plan(
     with _user_errors():
         config = PlanConfig.build(
             mode=mode,
-            k=k,
             model=model,
             api_base=api_base,
+            protocol=protocol.value,
+            planner_config=planner_config,
+            **({"k": k} if k is not None else {}),
             prompt_file=prompt_file,
             max_context=max_context,
             strict=strict,
@@ -520,8 +557,10 @@ def bench_plan(
             help="Plan every instance in this mode (default: each instance's own).",
         ),
     ] = None,
-    k: KOption = 5,
+    k: PlanKOption = None,
     api_base: PlanApiBaseOption = None,
+    protocol: ProtocolOption = ProtocolChoice.ablationkit,
+    planner_config: PlannerConfigOption = None,
     concurrency: Annotated[
         int,
         typer.Option("--concurrency", min=1, max=256, help="Model calls in flight at once."),
@@ -557,11 +596,14 @@ def bench_plan(
     id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
     with _user_errors():
         # a mode left out is not set: each instance keeps its own (see Run.plan)
-        chosen = {"mode": mode} if mode is not None else {}
+        chosen: dict[str, Any] = {"mode": mode} if mode is not None else {}
+        if k is not None:
+            chosen["k"] = k
         config = PlanConfig.build(
             model=model,
-            k=k,
             api_base=api_base,
+            protocol=protocol.value,
+            planner_config=planner_config,
             timeout=timeout,
             deadline=_deadline(deadline),
             **chosen,
@@ -584,11 +626,6 @@ def bench_plan(
     _report(report)
 
 
-class JudgeProtocolChoice(StrEnum):
-    ablationkit = "ablationkit"
-    ablationbench = "ablationbench"
-
-
 JudgeSpecs = Annotated[
     list[str],
     typer.Option(
@@ -598,7 +635,7 @@ JudgeSpecs = Annotated[
     ),
 ]
 JudgeProtocolOption = Annotated[
-    JudgeProtocolChoice,
+    ProtocolChoice,
     typer.Option(
         "--judge-protocol",
         case_sensitive=False,
@@ -633,7 +670,7 @@ def _make_judge_from_options(
     specs: list[str],
     client: Any,
     api_base: str | None,
-    protocol: JudgeProtocolChoice,
+    protocol: ProtocolChoice,
     config_path: Path | None,
     seed: int,
 ) -> Any:
@@ -664,7 +701,7 @@ def bench_judge(
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=0.01, help=_TIMEOUT_HELP)
     ] = None,
-    judge_protocol: JudgeProtocolOption = JudgeProtocolChoice.ablationkit,
+    judge_protocol: JudgeProtocolOption = ProtocolChoice.ablationkit,
     judge_config: JudgeConfigOption = None,
     seed: SeedOption = 0,
 ) -> None:
@@ -686,8 +723,8 @@ def bench_judge(
 @bench_app.command("score")
 def bench_score(
     run_dir: Path = typer.Option(..., "--run", help="Run directory."),
-    protocol: JudgeProtocolChoice = typer.Option(
-        JudgeProtocolChoice.ablationkit,
+    protocol: ProtocolChoice = typer.Option(
+        ProtocolChoice.ablationkit,
         "--protocol",
         case_sensitive=False,
         help="ablationkit: precision over k, 95% CIs; ablationbench: the reference's "
@@ -708,7 +745,7 @@ def bench_score(
 
     from ablationkit.bench.store import RunStore
 
-    if protocol is JudgeProtocolChoice.ablationbench:
+    if protocol is ProtocolChoice.ablationbench:
         from ablationkit.ablationbench.runs import score_record
 
         with _user_errors():
@@ -909,7 +946,7 @@ def eval_judge(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=256, help="Model calls at once.")
     ] = 8,
-    judge_protocol: JudgeProtocolOption = JudgeProtocolChoice.ablationkit,
+    judge_protocol: JudgeProtocolOption = ProtocolChoice.ablationkit,
     judge_config: JudgeConfigOption = None,
     seed: SeedOption = 0,
 ) -> None:

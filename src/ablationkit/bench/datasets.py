@@ -45,6 +45,30 @@ class Instance(BaseModel):
         self._root = root
         return self
 
+    def checked_path(self) -> Path:
+        """``path``, if it exists and stays under the dataset's root; else one error.
+
+        A ``path`` that leads outside the root (``..``, an absolute path elsewhere, a symlink
+        pointing out) fails this instance: a dataset may only name its own papers.
+        """
+        from ablationkit.sandbox import UnsafePathError, is_inside
+
+        if not self.path:
+            raise FormatError("instance has no paper path", where=self.id)
+        if self._root is not None and not is_inside(self._root, Path(self.path)):
+            raise UnsafePathError(
+                f"paper path {self.path!r} leads outside the dataset's folder "
+                f"{str(self._root)!r}; refused",
+                where=f"instance {self.id!r}",
+            )
+        if not Path(self.path).exists():
+            raise FormatError(
+                "paper not found (for AblationBench rows, pass --papers-root: a checkout of "
+                "its repository)",
+                where=self.path,
+            )
+        return Path(self.path)
+
     def load(self) -> Any:
         """The paper as a ``Paper`` (from its file, or from the markdown text).
 
@@ -53,22 +77,9 @@ class Instance(BaseModel):
         """
         from ablationkit.papers import assign_roles, load_paper
         from ablationkit.papers.markdown import load_markdown
-        from ablationkit.sandbox import UnsafePathError, is_inside
 
         if self.path:
-            if self._root is not None and not is_inside(self._root, Path(self.path)):
-                raise UnsafePathError(
-                    f"paper path {self.path!r} leads outside the dataset's folder "
-                    f"{str(self._root)!r}; refused",
-                    where=f"instance {self.id!r}",
-                )
-            if not Path(self.path).exists():
-                raise FormatError(
-                    "paper not found (for AblationBench rows, pass --papers-root: a checkout of "
-                    "its repository)",
-                    where=self.path,
-                )
-            return load_paper(self.path)
+            return load_paper(self.checked_path())
         if self.text:
             paper = load_markdown(self.text, source=self.id)
             if self.title and not paper.title:

@@ -160,12 +160,17 @@ class Run:
         self._record("plan", record)
 
         def prepare(instance: Instance) -> PlanRequest:
+            # the ablationbench protocol reads the paper's own files (its folder), the title
+            # and abstract of the dataset row; ours reads the loaded paper
+            reference = config.protocol == "ablationbench" and instance.path
             return prepare_plan(
-                instance.load(),
-                config.model_copy(update={"mode": instance.mode}),
+                instance.checked_path() if reference else instance.load(),
+                config.for_mode(instance.mode),
                 client=self.client,
                 paper_id=instance.id,
                 resolved_model=model,
+                title=instance.title or None,
+                abstract=instance.abstract or None,
             )
 
         async def work(instance: Instance, request: PlanRequest) -> None:

@@ -14,7 +14,14 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ablationkit.errors import AblationKitError, describe_validation
 from ablationkit.lm.retry import DEFAULT_DEADLINE
@@ -75,8 +82,7 @@ class PlanConfig(BaseModel):
     """How to plan: the mode, how many ablations, with which model and settings.
 
     ``strategy`` and ``protocol`` name how the plan is made and which prompt and reply format
-    are used; only one of each exists so far (one model call with one repair round-trip;
-    AblationKit's prompts and JSON reply), and the fields are there so that a run records
+    are used (one strategy so far: one model call with one repair round-trip); a run records
     them and refuses to mix others in later.
     """
 
@@ -87,7 +93,12 @@ class PlanConfig(BaseModel):
     model: str = Field(default="local", min_length=1, max_length=500)
     api_base: str | None = None
     strategy: Literal["single"] = "single"
-    protocol: Literal["ablationkit"] = "ablationkit"
+    # ablationkit: our prompts, views and post-processing; ablationbench: the reference's
+    # planner exactly (raw source files, its reply format, nothing merged, added or cut; k
+    # defaults to 5 in author and 2 in reviewer mode, as there)
+    protocol: Literal["ablationkit", "ablationbench"] = "ablationkit"
+    # ablationbench protocol: the reference's own YAML prompt file (prompts: {system, user})
+    planner_config: Path | None = None
     generation: Generation = Generation()
     budget: Budget = Budget()
     # seconds one attempt may wait on a server (None: the client's, see lm.client)
@@ -103,6 +114,29 @@ class PlanConfig(BaseModel):
     @classmethod
     def _mode(cls, value: Any) -> Any:
         return parse_mode(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reference_k(cls, data: Any) -> Any:
+        """Under the ablationbench protocol an unset k is the reference's for the mode (see
+        ``reference_k``); with no mode given (a batch of instances in their own modes) it stays
+        unset, and the batch sets it per instance."""
+        if (
+            isinstance(data, dict)
+            and data.get("protocol") == "ablationbench"
+            and "k" not in data
+            and data.get("mode") is not None
+        ):
+            data = {**data, "k": reference_k(parse_mode(data["mode"]))}
+        return data
+
+    def for_mode(self, mode: Mode) -> PlanConfig:
+        """This configuration for an instance of ``mode`` (a batch plans each in its own),
+        with the reference's k for that mode when the ablationbench protocol's k was not set."""
+        update: dict[str, Any] = {"mode": mode}
+        if self.protocol == "ablationbench" and "k" not in self.model_fields_set:
+            update["k"] = reference_k(mode)
+        return self.model_copy(update=update)
 
     @field_validator("model")
     @classmethod
@@ -171,6 +205,11 @@ class PlanConfig(BaseModel):
         return self.generation.request_params()
 
 
+def reference_k(mode: Mode) -> int:
+    """AblationBench's number of ablations per plan: 5 in author mode, 2 in reviewer mode."""
+    return 2 if mode == "reviewer" else 5
+
+
 def known_settings() -> list[str]:
     """Every name ``PlanConfig.build`` accepts."""
     return sorted({*PlanConfig.model_fields, *Generation.model_fields, *Budget.model_fields})
@@ -189,4 +228,5 @@ __all__ = [
     "PlanConfig",
     "PlanConfigError",
     "known_settings",
+    "reference_k",
 ]

@@ -33,6 +33,12 @@ from ablationkit.planner.budget import fit_to_budget
 from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
+from ablationkit.planner.reference import (
+    ReferencePlanRequest,
+    ReferenceReplyError,
+    prepare_reference_plan,
+    reference_plan,
+)
 from ablationkit.schema import Ablation, Action, Mode, Plan, Timings, Usage
 
 PLANNER_NAME = "lm-planner"
@@ -250,6 +256,8 @@ class PlanRequest:
     prompt_tokens: int
     dropped: list[str]
     load_seconds: float
+    # the ablationbench protocol's request (its messages are ``messages``): no post-processing
+    reference: ReferencePlanRequest | None = None
 
     @property
     def mode(self) -> Mode:
@@ -269,6 +277,8 @@ def prepare_plan(
     method_section: list[str] | str | None = None,
     progress: PlanProgress | None = None,
     resolved_model: Model | None = None,
+    title: str | None = None,
+    abstract: str | None = None,
     **overrides: Any,
 ) -> PlanRequest:
     """The CPU half of ``plan``: load the paper, take its view, extract hints and fit it into
@@ -283,6 +293,17 @@ def prepare_plan(
         config.model, config.api_base or (client.api_base if client is not None else None)
     )
     started = time.perf_counter()
+    if config.protocol == "ablationbench":
+        return _prepare_reference(
+            paper,
+            config,
+            model,
+            paper_id=paper_id,
+            title=title,
+            abstract=abstract,
+            progress=progress,
+            started=started,
+        )
     if not isinstance(paper, Paper):
         path = Path(paper)
         progress.stage(f"loading {path}")
@@ -333,6 +354,95 @@ def prepare_plan(
     )
 
 
+def _prepare_reference(
+    paper: Paper | str | Path,
+    config: PlanConfig,
+    model: Model,
+    *,
+    paper_id: str | None,
+    title: str | None,
+    abstract: str | None,
+    progress: PlanProgress,
+    started: float,
+) -> PlanRequest:
+    """The ablationbench protocol's request: the paper's folder as raw source files, sent
+    whole (the reference fits nothing into the context: we say so when it will not fit)."""
+    if isinstance(paper, Paper):
+        raise AblationKitError(
+            "the ablationbench protocol reads the paper's source files: give its path, "
+            "not a loaded Paper"
+        )
+    path = Path(paper)
+    paper_id = paper_id or paper_id_for(path)
+    progress.stage(f"loading the source files of {path}")
+    reference = prepare_reference_plan(
+        path,
+        paper_id=paper_id,
+        mode=config.mode,
+        k=config.k,
+        title=title,
+        abstract=abstract,
+        planner_config=config.planner_config,
+    )
+    for warning in reference.warnings:
+        progress.stage(f"warning: {warning}")
+    tokens = sum(model.count_tokens(m["content"]) for m in reference.messages)
+    window = config.budget.max_context or model.context_window
+    if tokens + config.reply_tokens > window:
+        progress.stage(
+            f"warning: the raw source is {tokens} tokens, more than {model.id}'s context of "
+            f"{window} leaves for the reply; sent whole, as the reference does"
+        )
+    progress.stage(f"prompt: {tokens} tokens to {model.id} (ablationbench protocol)")
+    return PlanRequest(
+        paper_id=paper_id,
+        config=config,
+        model=model,
+        messages=reference.messages,
+        hints=extract_hints(""),
+        prompt_tokens=tokens,
+        dropped=[],
+        load_seconds=time.perf_counter() - started,
+        reference=reference,
+    )
+
+
+async def _acomplete_reference(
+    request: PlanRequest, client: LMClient, raw_dir: Path | None, progress: PlanProgress
+) -> Plan:
+    """One call and the reply's lines as the plan; an unparseable reply fails the paper."""
+    assert request.reference is not None
+    config, reference = request.config, request.reference
+    begun = time.perf_counter()
+    reply = await client.acomplete(
+        request.messages,
+        request.model,
+        on_token=progress.on_token,
+        on_retry=progress.retry,
+        timeout=config.timeout,
+        deadline=Deadline(config.deadline) if config.deadline else None,
+        temperature=reference.temperature,
+        top_p=reference.top_p,
+        max_tokens=config.generation.max_tokens,
+    )
+    try:
+        result = reference_plan(
+            reference,
+            reply.text,
+            model=request.model.id,
+            usage=reply.as_usage(),
+            generation_s=round(reply.latency, 3),
+        )
+    except ReferenceReplyError as exc:
+        raw_path = _save_raw(raw_dir, request.paper_id, request.mode, [reply])
+        raise PlanError(
+            f"{request.model.id}: {exc.message}", raw_path=raw_path, where=request.paper_id
+        ) from None
+    if result.timings is not None:
+        result.timings.total_s = round(request.load_seconds + time.perf_counter() - begun, 3)
+    return result
+
+
 def complete_plan(
     request: PlanRequest,
     *,
@@ -364,6 +474,8 @@ async def acomplete_plan(
     repair included (None: no limit), after which it fails with "no reply within …"."""
     progress = progress or PlanProgress()
     client = client or default_client()
+    if request.reference is not None:
+        return await _acomplete_reference(request, client, raw_dir, progress)
     config, model, k = request.config, request.model, request.k
     begun = time.perf_counter()  # total_s is load + this, not time spent queued in a batch
     try:

@@ -95,3 +95,12 @@ def test_several_inputs_need_an_out_dir(cli: str, seeds_dir: Path) -> None:
     seeds = sorted(seeds_dir.glob("*.txt"))
     result = run(cli, "convert", *seeds, "--to", "md")
     assert result.returncode == 2 and b"--out-dir" in result.stderr
+
+
+def test_help_shows_no_bool_type_beside_flags(cli: str) -> None:
+    import subprocess
+
+    for command in (["plan"], ["bench", "plan"], ["bench", "score"], ["site"], []):
+        done = subprocess.run([cli, *command, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "<bool>" not in done.stdout, command

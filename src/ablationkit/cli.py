@@ -1041,13 +1041,32 @@ def _print_outline(loaded: Any) -> None:
     )
 
 
+def _hide_flag_types(command: Any) -> Any:
+    """Flags take no value, so their help rows show none: typer labels them ``<bool>``."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    make_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # --help is made per call, not kept in params
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub)
+    return command
+
+
 def run() -> None:
     """Entry point that keeps tracebacks out of sight unless --debug is given, and keys out
     of everything: errors, expected or not, are redacted one lines (tracebacks with --debug)."""
     from ablationkit.lm.keys import redact
 
     try:
-        app()
+        _hide_flag_types(typer.main.get_command(app))()
     except AblationKitError as exc:
         if _state["debug"]:
             _print_traceback(exc)

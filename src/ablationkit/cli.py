@@ -896,13 +896,17 @@ def site(
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback)."),
-    port: int = typer.Option(8765, "--port", min=1, max=65535),
+    port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to listen on."),
     model: str = typer.Option(
         "local", "--model", help="Default model; the page may use only this and --offer-model."
     ),
     api_base: str | None = typer.Option(None, "--api-base", help="OpenAI-compatible server."),
-    k: int = typer.Option(5, "-k", min=1, max=20),
-    max_upload_mb: int = typer.Option(50, "--max-upload-mb", min=1, max=1024),
+    k: int = typer.Option(
+        5, "-k", min=1, max=20, help="Ablations per plan when the page does not choose."
+    ),
+    max_upload_mb: int = typer.Option(
+        50, "--max-upload-mb", min=1, max=1024, help="Largest upload accepted (MB)."
+    ),
     extra_models: list[str] = typer.Option([], "--offer-model", help="More models to offer."),
     max_queue: int = typer.Option(
         2, "--max-queue", min=0, max=100, help="Plan requests that may wait (more get 429)."

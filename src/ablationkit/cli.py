@@ -189,7 +189,7 @@ def convert(
     with _user_errors():
         results = convert_files(
             inputs,
-            to.value,  # type: ignore[arg-type]
+            to.value,
             out_dir,
             mode=_as_mode(mode),
             model=model,

@@ -355,12 +355,14 @@ def _build_ablation(raw: _RawAblation, where: str | None) -> Ablation:
                 f'line {raw.line}: ablation "{raw.name}" has no "{label}"', where=where
             )
     try:
-        return Ablation(
-            name=raw.name,
-            ablated_part=raw.fields["ablated_part"].inline,
-            action=raw.fields["action"].inline,
-            replacement=_replacement_value(raw.fields.get("replacement")),
-            metrics=_metrics_value(raw.fields.get("metrics")),
+        return Ablation.model_validate(
+            {
+                "name": raw.name,
+                "ablated_part": raw.fields["ablated_part"].inline,
+                "action": raw.fields["action"].inline,
+                "replacement": _replacement_value(raw.fields.get("replacement")),
+                "metrics": _metrics_value(raw.fields.get("metrics")),
+            }
         )
     except ValidationError as exc:
         raise TrajectoryFormatError(

@@ -209,10 +209,10 @@ class RedactingFilter(logging.Filter):
 _handler: logging.Handler | None = None
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time, so a test runner's capture works."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> object:
         import sys
 

@@ -108,12 +108,14 @@ def normalise_ablation(obj: Any, index: int) -> Ablation:
     if replacement:
         replacement = list(dict.fromkeys(replacement))
     try:
-        return Ablation(
-            name=str(fields["name"]).strip(),
-            ablated_part=str(fields["ablated_part"]).strip(),
-            action=action,
-            replacement=replacement if action != "REMOVE" else None,
-            metrics=metrics,
+        return Ablation.model_validate(
+            {
+                "name": str(fields["name"]).strip(),
+                "ablated_part": str(fields["ablated_part"]).strip(),
+                "action": action,
+                "replacement": replacement if action != "REMOVE" else None,
+                "metrics": metrics,
+            }
         )
     except ValidationError as exc:
         problem = exc.errors()[0]

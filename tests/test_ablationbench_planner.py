@@ -141,3 +141,20 @@ def test_batch_under_the_reference_protocol_takes_k_per_instance_mode(tmp_path: 
     assert report.failed == {} and sorted(report.done) == ["p0", "p1"]
     assert any("Propose the 5 most important" in a for a in asked)
     assert any("Name the 2 most important" in a for a in asked)
+
+
+def test_dry_run_under_the_reference_protocol_counts_the_raw_source(tmp_path: Path) -> None:
+    from ablationkit.bench.runner import dry_run
+
+    folder = tmp_path / "p0"
+    folder.mkdir()
+    (folder / "main.md").write_text("# T\n\n## 1 Method\n\n" + "word " * 2000, "utf-8")
+    row = {"id": "p0", "paper_title": "T", "paper_path": "p0", "mode": "author"}
+    row["ablations_in_paper"] = json.dumps([ROW])
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text(json.dumps(row), "utf-8")
+    ours = dry_run(dataset, model="openai/gpt-4o")
+    theirs = dry_run(dataset, model="openai/gpt-4o", protocol="ablationbench")
+    assert theirs.requests == 1 and theirs.failed == {}
+    assert theirs.prompt_tokens > 2000  # every word of the file, unparsed
+    assert theirs.cost_usd_estimate is not None and ours.cost_usd_estimate is not None

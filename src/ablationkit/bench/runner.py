@@ -38,6 +38,7 @@ from ablationkit.lm.client import LMClient
 from ablationkit.lm.keys import redact
 
 if TYPE_CHECKING:
+    from ablationkit.lm.models import Model
     from ablationkit.planner import PlanConfig, PlanRequest
     from ablationkit.schema import Mode
 
@@ -134,7 +135,7 @@ class Run:
         reply within …" and the others go on.
         """
         from ablationkit.lm.models import resolve_model
-        from ablationkit.planner import acomplete_plan, prepare_plan
+        from ablationkit.planner import acomplete_plan
 
         config, chosen_mode = _batch_config(config, overrides)
         model = resolve_model(config.model, config.api_base)  # a bad id: at once, and once
@@ -160,18 +161,7 @@ class Run:
         self._record("plan", record)
 
         def prepare(instance: Instance) -> PlanRequest:
-            # the ablationbench protocol reads the paper's own files (its folder), the title
-            # and abstract of the dataset row; ours reads the loaded paper
-            reference = config.protocol == "ablationbench" and instance.path
-            return prepare_plan(
-                instance.checked_path() if reference else instance.load(),
-                config.for_mode(instance.mode),
-                client=self.client,
-                paper_id=instance.id,
-                resolved_model=model,
-                title=instance.title or None,
-                abstract=instance.abstract or None,
-            )
+            return prepare_instance(instance, config, model, client=self.client)
 
         async def work(instance: Instance, request: PlanRequest) -> None:
             result = await acomplete_plan(request, client=self.client, raw_dir=self.store.raw_dir)
@@ -438,6 +428,27 @@ class PlanEstimate(BaseModel):
     failed: dict[str, str]
 
 
+def prepare_instance(
+    instance: Instance, config: PlanConfig, model: Model, *, client: LMClient | None = None
+) -> PlanRequest:
+    """One instance's request, as a run and a dry run prepare it: in the instance's own mode
+    (``PlanConfig.for_mode``). The ablationbench protocol reads the paper's own files (its
+    folder, confined to the dataset's root) with the title and abstract of the dataset row;
+    ours reads the loaded paper."""
+    from ablationkit.planner import prepare_plan
+
+    reference = config.protocol == "ablationbench" and instance.path
+    return prepare_plan(
+        instance.checked_path() if reference else instance.load(),
+        config.for_mode(instance.mode),
+        client=client,
+        paper_id=instance.id,
+        resolved_model=model,
+        title=instance.title or None,
+        abstract=instance.abstract or None,
+    )
+
+
 def dry_run(
     dataset: str | Path,
     config: PlanConfig | None = None,
@@ -455,7 +466,6 @@ def dry_run(
     """
     from ablationkit.lm.models import resolve_model
     from ablationkit.lm.types import TokenUsage
-    from ablationkit.planner import prepare_plan
 
     config, chosen_mode = _batch_config(config, overrides)
     model = resolve_model(config.model, config.api_base)
@@ -467,12 +477,7 @@ def dry_run(
     trimmed: dict[str, list[str]] = {}
     for instance in instances:
         try:
-            request = prepare_plan(
-                instance.load(),
-                config.model_copy(update={"mode": instance.mode}),
-                paper_id=instance.id,
-                resolved_model=model,
-            )
+            request = prepare_instance(instance, config, model)
         except AblationKitError as exc:
             failed[instance.id] = redact(exc.one_line())
             continue

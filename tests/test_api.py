@@ -37,3 +37,12 @@ def test_models_command(cli: str) -> None:
     assert result.returncode == 0, result.stderr
     for expected in ("local", "local:smollm2", "openai/<model>", "anthropic/<model>", "replay:"):
         assert expected in result.stdout
+
+
+def test_every_public_name_resolves_for_a_notebook() -> None:
+    import ablationkit
+
+    for name in ablationkit.__all__:
+        assert getattr(ablationkit, name) is not None, name
+    for name in ("aplan", "read_run", "Run", "load_dataset", "build_site", "Judgement"):
+        assert name in ablationkit.__all__

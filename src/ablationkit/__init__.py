@@ -47,21 +47,41 @@ _EXPORTS: dict[str, str] = {
     "Completion": "ablationkit.lm",
     "read_run": "ablationkit.bench.store",
     "RunRecord": "ablationkit.bench.store",
+    "Judgement": "ablationkit.schema",
+    "Match": "ablationkit.schema",
+    "LMJudge": "ablationkit.judge",
+    "MajorityJudge": "ablationkit.judge",
+    "EmbeddingJudge": "ablationkit.judge.embedding",
+    "AblationBenchJudge": "ablationkit.judge",
+    "make_judge": "ablationkit.judge",
+    "Run": "ablationkit.bench",
+    "load_dataset": "ablationkit.bench",
+    "build_site": "ablationkit.site",
+    "import_run": "ablationkit.ablationbench.runs",
+    "export_run": "ablationkit.ablationbench.runs",
+    "score_run": "ablationkit.ablationbench.runs",
 }
 
 __all__ = [
     "Ablation",
+    "AblationBenchJudge",
     "AblationKitError",
     "Action",
     "Completion",
+    "EmbeddingJudge",
     "FormatError",
+    "Judgement",
     "LMClient",
+    "LMJudge",
+    "MajorityJudge",
+    "Match",
     "Mode",
     "Model",
     "Paper",
     "Plan",
     "PlanConfig",
     "PlanError",
+    "Run",
     "RunRecord",
     "Timings",
     "TrajectoryFormatError",
@@ -70,12 +90,17 @@ __all__ = [
     "acomplete",
     "aplan",
     "author_view",
+    "build_site",
     "complete",
     "convert_files",
     "detect_format",
     "dump_plan",
+    "export_run",
+    "import_run",
+    "load_dataset",
     "load_paper",
     "load_plan",
+    "make_judge",
     "parse_plan_text",
     "parse_trajectory",
     "plan",
@@ -86,11 +111,16 @@ __all__ = [
     "reviewer_view",
     "sample_paper_path",
     "save_plan",
+    "score_run",
 ]
 
 if TYPE_CHECKING:
+    from ablationkit.ablationbench.runs import export_run, import_run, score_run
+    from ablationkit.bench import Run, load_dataset
     from ablationkit.bench.store import RunRecord, read_run
     from ablationkit.errors import AblationKitError, FormatError, TrajectoryFormatError
+    from ablationkit.judge import AblationBenchJudge, LMJudge, MajorityJudge, make_judge
+    from ablationkit.judge.embedding import EmbeddingJudge
     from ablationkit.lm import Completion, LMClient, acomplete, complete
     from ablationkit.lm.models import Model, resolve_model
     from ablationkit.papers import (
@@ -109,7 +139,8 @@ if TYPE_CHECKING:
         save_plan,
     )
     from ablationkit.planner import PlanConfig, PlanError, aplan, plan
-    from ablationkit.schema import Ablation, Action, Mode, Plan, Timings, Usage
+    from ablationkit.schema import Ablation, Action, Judgement, Match, Mode, Plan, Timings, Usage
+    from ablationkit.site import build_site
     from ablationkit.text_repair import repair_mojibake
     from ablationkit.trajectory import parse_trajectory, render_trajectory
 

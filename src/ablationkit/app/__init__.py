@@ -2,7 +2,8 @@
 plan, download it as JSON or trajectory markdown. ``create_app`` builds it, ``serve`` runs it.
 Needs the ``app`` extra (FastAPI, uvicorn)."""
 
-from ablationkit.app.server import AppServer, AppSettings, create_app, serve
+from ablationkit.app.server import AppServer, create_app, serve
+from ablationkit.app.settings import AppSettings
 from ablationkit.app.uploads import UploadRejected, safe_filename, unpack
 
 __all__ = [

@@ -55,6 +55,12 @@ def _mode_option(value: str | None) -> str | None:
 _MODE_METAVAR = "[author|reviewer]"  # schema.MODES; checked by tests/test_cli.py
 
 
+def _mode_param(flag: str, help: str) -> Any:
+    """A mode option (``--mode``, ``--view``): the one callback and metavar every command's
+    mode shares; only the flag and what the mode does there differ."""
+    return typer.Option(flag, callback=_mode_option, metavar=_MODE_METAVAR, help=help)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     from ablationkit.lm.keys import redact
 
@@ -86,10 +92,13 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
-    ),
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
 ) -> None:
     """Plan, judge and benchmark ablation studies for machine-learning papers."""
     from ablationkit.lm.keys import install_log_redaction
@@ -157,25 +166,30 @@ def _as_mode(value: str | None) -> Mode | None:
 
 @app.command()
 def convert(
-    inputs: list[Path] = typer.Argument(
-        ..., help="Trajectory markdown, plan JSON, JSON list or JSONL of ablations (any name)."
-    ),
-    to: OutputFormatChoice = typer.Option(..., "--to", help="Output format."),
-    out_dir: Path | None = typer.Option(
-        None, "--out-dir", "-o", help="Write DIR/<input stem>.<json|md> for each input."
-    ),
-    mode: str | None = typer.Option(
-        None,
-        "--mode",
-        callback=_mode_option,
-        metavar=_MODE_METAVAR,
-        help="Mode for inputs that do not say (lists, JSONL).",
-    ),
-    model: str | None = typer.Option(None, "--model", help="Model id for inputs that do not say."),
-    planner: str | None = typer.Option(None, "--planner", help="Planner name for lists/JSONL."),
-    paper_id: str | None = typer.Option(
-        None, "--paper-id", help="Paper id (single input; default: the file stem)."
-    ),
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Trajectory markdown, plan JSON, JSON list or JSONL of ablations (any name)."
+        ),
+    ],
+    to: Annotated[OutputFormatChoice, typer.Option("--to", help="Output format.")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out-dir", "-o", help="Write DIR/<input stem>.<json|md> for each input."),
+    ] = None,
+    mode: Annotated[
+        str | None, _mode_param("--mode", "Mode for inputs that do not say (lists, JSONL).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model id for inputs that do not say.")
+    ] = None,
+    planner: Annotated[
+        str | None, typer.Option("--planner", help="Planner name for lists/JSONL.")
+    ] = None,
+    paper_id: Annotated[
+        str | None,
+        typer.Option("--paper-id", help="Paper id (single input; default: the file stem)."),
+    ] = None,
 ) -> None:
     """Convert plans between trajectory markdown and JSON; the input format is detected."""
     from ablationkit.plan_io import convert_files
@@ -217,36 +231,41 @@ _STRICT_HELP = (
     "Fail on a LaTeX \\input that is missing or leads outside the project "
     "(default: skip it with a warning)."
 )
+StrictOption = Annotated[bool, typer.Option("--strict", help=_STRICT_HELP)]
+MethodSectionOption = Annotated[
+    list[str] | None,
+    typer.Option("--method-section", help="Method section by number or title (repeatable)."),
+]
 
 
 @app.command()
 def paper(
-    path: Path = typer.Argument(
-        ..., help="LaTeX project (directory or main .tex), PDF, markdown or text file."
-    ),
-    view: str | None = typer.Option(
-        None,
-        "--view",
-        callback=_mode_option,
-        metavar=_MODE_METAVAR,
-        help="Print the markdown the planner receives in this mode.",
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print title, abstract and outline as JSON."
-    ),
-    method_section: list[str] | None = typer.Option(
-        None, "--method-section", help="Method section by number or title (repeatable)."
-    ),
-    ablation_section: list[str] | None = typer.Option(
-        None, "--ablation-section", help="Ablation section by number or title (repeatable)."
-    ),
-    no_appendix: bool = typer.Option(
-        False, "--no-appendix", help="Leave the appendix out of the reviewer view."
-    ),
-    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
-    _allow_missing: bool = typer.Option(
-        False, "--allow-missing-inputs", hidden=True, help="Deprecated: now the default."
-    ),
+    path: Annotated[
+        Path,
+        typer.Argument(help="LaTeX project (directory or main .tex), PDF, markdown or text file."),
+    ],
+    view: Annotated[
+        str | None,
+        _mode_param("--view", "Print the markdown the planner receives in this mode."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print title, abstract and outline as JSON.")
+    ] = False,
+    method_section: MethodSectionOption = None,
+    ablation_section: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ablation-section", help="Ablation section by number or title (repeatable)."
+        ),
+    ] = None,
+    no_appendix: Annotated[
+        bool, typer.Option("--no-appendix", help="Leave the appendix out of the reviewer view.")
+    ] = False,
+    strict: StrictOption = False,
+    _allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing-inputs", hidden=True, help="Deprecated: now the default."),
+    ] = False,
 ) -> None:
     """Show how a paper is read: its outline with section roles, or a planner's view of it."""
     import json
@@ -276,11 +295,9 @@ def paper(
 
 ModeOption = Annotated[
     str,
-    typer.Option(
+    _mode_param(
         "--mode",
-        callback=_mode_option,
-        metavar=_MODE_METAVAR,
-        help="author: the paper's most important ablations, from its method; reviewer: the "
+        "author: the paper's most important ablations, from its method; reviewer: the "
         "ablations it is missing (any case).",
     ),
 ]
@@ -353,10 +370,7 @@ def plan(
         Path | None,
         typer.Option("--prompt-file", help="Jinja2 template replacing the user prompt."),
     ] = None,
-    method_section: Annotated[
-        list[str] | None,
-        typer.Option("--method-section", help="Method section by number or title (repeatable)."),
-    ] = None,
+    method_section: MethodSectionOption = None,
     max_context: Annotated[
         int | None,
         typer.Option(
@@ -369,7 +383,7 @@ def plan(
         bool, typer.Option("--no-cache", help="Do not reuse cached replies.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON to stdout.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help=_STRICT_HELP)] = False,
+    strict: StrictOption = False,
     timeout: TimeoutOption = None,
     deadline: DeadlineOption = 1800.0,
 ) -> None:
@@ -550,12 +564,7 @@ def bench_plan(
     model: ModelOption = "local",
     mode: Annotated[
         str | None,
-        typer.Option(
-            "--mode",
-            callback=_mode_option,
-            metavar=_MODE_METAVAR,
-            help="Plan every instance in this mode (default: each instance's own).",
-        ),
+        _mode_param("--mode", "Plan every instance in this mode (default: each instance's own)."),
     ] = None,
     k: PlanKOption = None,
     api_base: PlanApiBaseOption = None,
@@ -698,9 +707,7 @@ def bench_judge(
         int,
         typer.Option("--concurrency", min=1, max=256, help="Plans judged (model calls) at once."),
     ] = 8,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", min=0.01, help=_TIMEOUT_HELP)
-    ] = None,
+    timeout: TimeoutOption = None,
     judge_protocol: JudgeProtocolOption = ProtocolChoice.ablationkit,
     judge_config: JudgeConfigOption = None,
     seed: SeedOption = 0,
@@ -720,22 +727,31 @@ def bench_judge(
     _report(report)
 
 
+RunDirOption = Annotated[Path, typer.Option("--run", help="Run directory.")]
+
+
 @bench_app.command("score")
 def bench_score(
-    run_dir: Path = typer.Option(..., "--run", help="Run directory."),
-    protocol: ProtocolChoice = typer.Option(
-        ProtocolChoice.ablationkit,
-        "--protocol",
-        case_sensitive=False,
-        help="ablationkit: precision over k, 95% CIs; ablationbench: the reference's "
-        "per-paper formulas and plain mean (see README).",
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the scores as JSON (per judge, per paper, unrounded)."
-    ),
-    top_k: int | None = typer.Option(
-        None, "--top-k", min=1, help="ablationbench protocol: score only the first k items."
-    ),
+    run_dir: RunDirOption,
+    protocol: Annotated[
+        ProtocolChoice,
+        typer.Option(
+            "--protocol",
+            case_sensitive=False,
+            help="ablationkit: precision over k, 95% CIs; ablationbench: the reference's "
+            "per-paper formulas and plain mean (see README).",
+        ),
+    ] = ProtocolChoice.ablationkit,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the scores as JSON (per judge, per paper, unrounded)."),
+    ] = False,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k", min=1, help="ablationbench protocol: score only the first k items."
+        ),
+    ] = None,
 ) -> None:
     """Precision, recall and F1 per judge (macro, micro, 95% CI) into scores.json."""
     import json
@@ -824,23 +840,28 @@ def bench_score(
 
 @bench_app.command("import-ablationbench")
 def bench_import_ablationbench(
-    plans: Path = typer.Option(..., "--plans", help="AblationBench planner output folder."),
-    dataset: Path = typer.Option(
-        ..., "--dataset", help="JSONL of AblationBench rows (id, paper_title, ...; mode)."
-    ),
-    run_dir: Path = typer.Option(..., "--run", help="Run directory to write (created)."),
-    evaluations: Path | None = typer.Option(
-        None, "--evaluations", help="AblationBench judge output folder (<id>.jsonl lines)."
-    ),
-    judge: str | None = typer.Option(
-        None, "--judge", help="Name for the imported judge (default: its folder's name)."
-    ),
-    model: str | None = typer.Option(
-        None, "--model", help="Planner model id (default: the plans folder's name)."
-    ),
-    papers_root: Path | None = typer.Option(
-        None, "--papers-root", help="Checkout the rows' paper_path is relative to."
-    ),
+    plans: Annotated[Path, typer.Option("--plans", help="AblationBench planner output folder.")],
+    dataset: Annotated[
+        Path,
+        typer.Option("--dataset", help="JSONL of AblationBench rows (id, paper_title, ...; mode)."),
+    ],
+    run_dir: Annotated[Path, typer.Option("--run", help="Run directory to write (created).")],
+    evaluations: Annotated[
+        Path | None,
+        typer.Option("--evaluations", help="AblationBench judge output folder (<id>.jsonl lines)."),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option("--judge", help="Name for the imported judge (default: its folder's name)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Planner model id (default: the plans folder's name)."),
+    ] = None,
+    papers_root: Annotated[
+        Path | None,
+        typer.Option("--papers-root", help="Checkout the rows' paper_path is relative to."),
+    ] = None,
 ) -> None:
     """An AblationBench planner (and judge) folder as an AblationKit run."""
     from ablationkit.ablationbench.runs import import_run
@@ -864,8 +885,8 @@ def bench_import_ablationbench(
 
 @bench_app.command("export-ablationbench")
 def bench_export_ablationbench(
-    run_dir: Path = typer.Option(..., "--run", help="Run directory."),
-    out: Path = typer.Option(..., "--out", help="Folder for AblationBench's files."),
+    run_dir: RunDirOption,
+    out: Annotated[Path, typer.Option("--out", help="Folder for AblationBench's files.")],
 ) -> None:
     """A run as AblationBench's planner and judge folders (OUT/plans, OUT/<judge>)."""
     from ablationkit.ablationbench.runs import export_run
@@ -878,9 +899,11 @@ def bench_export_ablationbench(
 
 @app.command("site")
 def site(
-    run_dirs: list[Path] = typer.Argument(..., help="Run directories (from `bench`)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Site directory (empty, or a site)."),
-    resamples: int = typer.Option(1000, "--resamples", min=0, help="Bootstrap resamples."),
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (from `bench`).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Site directory (empty, or a site).")],
+    resamples: Annotated[
+        int, typer.Option("--resamples", min=0, help="Bootstrap resamples.")
+    ] = 1000,
 ) -> None:
     """A static site of runs: leaderboard per mode and one page per paper (works offline)."""
     from ablationkit.site import build_site
@@ -895,22 +918,38 @@ def site(
 
 @app.command("serve")
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback)."),
-    port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to listen on."),
-    model: str = typer.Option(
-        "local", "--model", help="Default model; the page may use only this and --offer-model."
-    ),
-    api_base: str | None = typer.Option(None, "--api-base", help="OpenAI-compatible server."),
-    k: int = typer.Option(
-        5, "-k", min=1, max=20, help="Ablations per plan when the page does not choose."
-    ),
-    max_upload_mb: int = typer.Option(
-        50, "--max-upload-mb", min=1, max=1024, help="Largest upload accepted (MB)."
-    ),
-    extra_models: list[str] = typer.Option([], "--offer-model", help="More models to offer."),
-    max_queue: int = typer.Option(
-        2, "--max-queue", min=0, max=100, help="Plan requests that may wait (more get 429)."
-    ),
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind (default: loopback).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")
+    ] = 8765,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="Default model; the page may use only this and --offer-model."
+        ),
+    ] = "local",
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="OpenAI-compatible server.")
+    ] = None,
+    k: Annotated[
+        int,
+        typer.Option("-k", min=1, max=20, help="Ablations per plan when the page does not choose."),
+    ] = 5,
+    max_upload_mb: Annotated[
+        int,
+        typer.Option("--max-upload-mb", min=1, max=1024, help="Largest upload accepted (MB)."),
+    ] = 50,
+    extra_models: Annotated[
+        list[str] | None, typer.Option("--offer-model", help="More models to offer.")
+    ] = None,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            "--max-queue", min=0, max=100, help="Plan requests that may wait (more get 429)."
+        ),
+    ] = 2,
 ) -> None:
     """A local web app: upload or paste a paper, watch the plan stream, edit it, download it."""
     try:
@@ -935,7 +974,7 @@ def serve(
         max_upload_mb=max_upload_mb,
         host=host,
         port=port,
-        models=extra_models,
+        models=extra_models or [],
         max_queue=max_queue,
     )
     typer.echo(f"AblationKit app on {settings.url}/ (Ctrl-C stops it)")
@@ -970,11 +1009,13 @@ def eval_judge(
 
 @app.command()
 def models(
-    check: bool = typer.Option(False, "--check", help="Load the model and send a tiny request."),
-    model: str = typer.Option("local", "--model", help="Model to check with --check."),
-    api_base: str | None = typer.Option(
-        None, "--api-base", help="OpenAI-compatible server for --check."
-    ),
+    check: Annotated[
+        bool, typer.Option("--check", help="Load the model and send a tiny request.")
+    ] = False,
+    model: Annotated[str, typer.Option("--model", help="Model to check with --check.")] = "local",
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="OpenAI-compatible server for --check.")
+    ] = None,
 ) -> None:
     """What models are configured, whether the embedded model is installed, and if it answers."""
     from rich.console import Console

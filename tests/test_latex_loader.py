@@ -218,7 +218,9 @@ def test_latin1_source_that_declares_it(tmp_path: Path) -> None:
 
 def test_directory_without_latex(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello", "utf-8")
-    with pytest.raises(FormatError, match=r"no \.tex file with \\documentclass"):
+    with pytest.raises(
+        FormatError, match=r"neither a LaTeX main file \(\.tex with \\documentclass\)"
+    ):
         load_paper(tmp_path)
 
 

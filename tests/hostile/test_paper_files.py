@@ -277,7 +277,9 @@ def test_symlinked_main_tex_pointing_outside_is_not_a_candidate(
 
 def test_only_a_symlinked_main_tex_means_no_main_file(project: Path, outside: Path) -> None:
     (project / "main.tex").symlink_to(outside / "main.tex")
-    with pytest.raises(FormatError, match=r"no \.tex file with \\documentclass"):
+    with pytest.raises(
+        FormatError, match=r"neither a LaTeX main file \(\.tex with \\documentclass\)"
+    ):
         load_paper(project)
 
 
@@ -401,7 +403,7 @@ def test_hub_row_whose_paper_path_escapes_papers_root_fails_naming_the_row(
 ) -> None:
     _paper_md(tmp_path / "outside", "paper.md")
     (tmp_path / "root").mkdir()
-    rows = [{"id": "evil", "paper_path": "../outside/paper.md"}]
+    rows = [{"id": "evil", "paper_path": "../outside/paper.md", "ablations_in_paper": "[]"}]
     [evil] = hub_instances(rows, "author", papers_root=tmp_path / "root")
     with pytest.raises(FormatError, match="evil"):
         evil.load()

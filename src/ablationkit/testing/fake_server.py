@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 Fault = Literal["hang", "malformed", "truncate", "drop"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,11 +58,17 @@ def _words(messages: Any) -> int:
 
 
 class _Listener(ThreadingHTTPServer):
+    """The socket server; ``fake`` is the ``FakeLLMServer`` whose script its handlers serve."""
+
     # socketserver's default listen backlog is 5: a burst of 50 new connections overflows it,
     # the kernel drops the SYNs and clients retry after 1 s, then 3 s, which a benchmark then
     # reads as the client's overhead. A real provider's front end accepts such bursts.
     request_queue_size = 1024
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeLLMServer) -> None:
+        self.fake = fake
+        super().__init__(address, _Handler)
 
 
 class FakeLLMServer:
@@ -94,7 +103,7 @@ class FakeLLMServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd = _Listener((host, port), self._handler_class())
+        self._httpd = _Listener((host, port), self)
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -142,6 +151,18 @@ class FakeLLMServer:
             reply = self.default if self.default is not None else Reply(status=500)
         return Reply(content=reply) if isinstance(reply, str) else reply
 
+    @contextmanager
+    def _serving(self) -> Iterator[None]:
+        """Count a request as in flight while its reply is being served."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
     def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         usage = reply.usage or {
             "prompt_tokens": _words(body.get("messages")),
@@ -163,161 +184,156 @@ class FakeLLMServer:
             "usage": usage,
         }
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes; with Nagle's algorithm and the
-            # client's delayed ACKs each reply would stall ~40 ms, which no real server does.
-            disable_nagle_algorithm = True
+_NOT_FOUND = {"error": {"message": "not found", "type": "not_found"}}
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # quiet: tests read assertions, not access logs
 
-            def _json(
-                self,
-                status: int,
-                payload: Any,
-                headers: dict[str, str] | None = None,
-            ) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
+class _Handler(BaseHTTPRequestHandler):
+    """One connection to the fake server; what to answer comes from ``self.server.fake``."""
 
-            def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
-                    self._json(
-                        200,
-                        {
-                            "object": "list",
-                            "data": [
-                                {"id": server.model, "object": "model", "owned_by": "ablationkit"}
-                            ],
-                        },
-                    )
-                else:
-                    self._json(404, {"error": {"message": "not found", "type": "not_found"}})
+    server: _Listener
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm and the client's
+    # delayed ACKs each reply would stall ~40 ms, which no real server does.
+    disable_nagle_algorithm = True
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._json(404, {"error": {"message": "not found", "type": "not_found"}})
-                    return
-                try:
-                    body = json.loads(raw or b"{}")
-                except json.JSONDecodeError:
-                    self._json(
-                        400,
-                        {
-                            "error": {
-                                "message": "invalid JSON body",
-                                "type": "invalid_request_error",
-                            }
-                        },
-                    )
-                    return
-                reply = server._next_reply(body)
-                with server._lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    self._answer(body, reply)
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
+    @property
+    def fake(self) -> FakeLLMServer:
+        return self.server.fake
 
-            def _answer(self, body: dict[str, Any], reply: Reply) -> None:
-                if reply.echo:
-                    headers = json.dumps(dict(self.headers.items()))
-                    reply = replace(reply, content=f"{reply.content} headers: {headers}".strip())
-                wait = server.latency + reply.delay
-                if wait and server._stopping.wait(wait):
-                    return
-                if reply.fault == "drop":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if reply.fault == "hang":
-                    server._stopping.wait(server.hang_seconds)
-                    self.close_connection = True
-                    return
-                if reply.status != 200:
-                    kind = "rate_limit_exceeded" if reply.status == 429 else "server_error"
-                    self._json(
-                        reply.status,
-                        {"error": {"message": reply.content or kind, "type": kind}},
-                        reply.headers,
-                    )
-                    return
-                if reply.fault == "malformed":
-                    data = b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "'
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                completion = server._completion(body, reply)
-                if body.get("stream"):
-                    self._stream(body, completion, reply)
-                else:
-                    self._json(200, completion, reply.headers)
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # quiet: tests read assertions, not access logs
 
-            def _stream(
-                self, body: dict[str, Any], completion: dict[str, Any], reply: Reply
-            ) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.close_connection = True
-                base = {k: completion[k] for k in ("id", "created", "model")}
-                base["object"] = "chat.completion.chunk"
-                text = reply.content
-                pieces = [text[i : i + 12] for i in range(0, len(text), 12)] or [""]
+    def handle_one_request(self) -> None:
+        """A client that goes away mid-request or mid-reply is normal (every test of
+        cancellation does it): one debug line, not socketserver's traceback on stderr."""
+        try:
+            super().handle_one_request()
+        except ConnectionError as exc:  # BrokenPipe, ConnectionReset, ConnectionAborted
+            log.debug("fake LLM server: client %s went away (%s)", self.client_address, exc)
+            self.close_connection = True
 
-                def send(payload: dict[str, Any]) -> None:
-                    self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
-                    self.wfile.flush()
+    # ------------------------------------------------------------------ routing
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            model = {"id": self.fake.model, "object": "model", "owned_by": "ablationkit"}
+            self._json(200, {"object": "list", "data": [model]})
+        else:
+            self._json(404, _NOT_FOUND)
 
-                send(
-                    {
-                        **base,
-                        "choices": [
-                            {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}
-                        ],
-                    }
-                )
-                for number, piece in enumerate(pieces):
-                    if reply.piece_delay and number:
-                        time.sleep(reply.piece_delay)
-                    if reply.fault == "truncate" and number >= max(1, len(pieces) // 2):
-                        return  # the connection closes mid-stream, no [DONE]
-                    send(
-                        {
-                            **base,
-                            "choices": [
-                                {"index": 0, "delta": {"content": piece}, "finish_reason": None}
-                            ],
-                        }
-                    )
-                final: dict[str, Any] = {
-                    **base,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
-                }
-                if (body.get("stream_options") or {}).get("include_usage"):
-                    send(final)
-                    final = {**base, "choices": [], "usage": completion["usage"]}
-                send(final)
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)  # read first: the connection stays usable either way
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, _NOT_FOUND)
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            error = {"message": "invalid JSON body", "type": "invalid_request_error"}
+            self._json(400, {"error": error})
+            return
+        reply = self.fake._next_reply(body)
+        with self.fake._serving():
+            self._answer(body, reply)
 
-        return Handler
+    def _answer(self, body: dict[str, Any], reply: Reply) -> None:
+        if reply.echo:
+            reply = self._with_echo(reply)
+        if self._fault_before_reply(reply):
+            return
+        if reply.status != 200:
+            kind = "rate_limit_exceeded" if reply.status == 429 else "server_error"
+            error = {"message": reply.content or kind, "type": kind}
+            self._json(reply.status, {"error": error}, reply.headers)
+            return
+        if reply.fault == "malformed":
+            self._malformed()
+            return
+        completion = self.fake._completion(body, reply)
+        if body.get("stream"):
+            self._stream(body, completion, reply)
+        else:
+            self._json(200, completion, reply.headers)
+
+    # ------------------------------------------------------------------ echo and faults
+    def _with_echo(self, reply: Reply) -> Reply:
+        """The reply with the request's headers quoted in it, as a careless server does."""
+        headers = json.dumps(dict(self.headers.items()))
+        return replace(reply, content=f"{reply.content} headers: {headers}".strip())
+
+    def _fault_before_reply(self, reply: Reply) -> bool:
+        """Wait out the latency, then break the exchange if ``reply`` says so (drop the
+        connection, or hang until ``hang_seconds`` pass). Whether the request is done."""
+        fake = self.fake
+        wait = fake.latency + reply.delay
+        if wait and fake._stopping.wait(wait):
+            return True  # the server is stopping
+        if reply.fault == "drop":
+            self.close_connection = True
+            self.connection.close()
+            return True
+        if reply.fault == "hang":
+            fake._stopping.wait(fake.hang_seconds)
+            self.close_connection = True
+            return True
+        return False
+
+    def _malformed(self) -> None:
+        """A 200 whose JSON body breaks off."""
+        data = b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    # ------------------------------------------------------------------ writing replies
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        self.wfile.flush()
+
+    def _stream(self, body: dict[str, Any], completion: dict[str, Any], reply: Reply) -> None:
+        """The completion as server-sent events in 12-character pieces (``truncate``: the
+        connection closes halfway, without ``[DONE]``), usage last if the request asked."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        base = {k: completion[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+
+        text = reply.content
+        pieces = [text[i : i + 12] for i in range(0, len(text), 12)] or [""]
+        self._event(chunk({"role": "assistant"}))
+        for number, piece in enumerate(pieces):
+            if reply.piece_delay and number:
+                time.sleep(reply.piece_delay)
+            if reply.fault == "truncate" and number >= max(1, len(pieces) // 2):
+                return  # the connection closes mid-stream, no [DONE]
+            self._event(chunk({"content": piece}))
+        final = chunk({}, reply.finish_reason)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._event(final)
+            final = {**base, "choices": [], "usage": completion["usage"]}
+        self._event(final)
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()

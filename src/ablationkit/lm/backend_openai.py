@@ -203,23 +203,30 @@ async def _stream(
     timeout: float | None,
     on_token: TokenCallback,
 ) -> Completion:
+    """One streamed reply, each piece handed to ``on_token`` as it arrives."""
     pieces: list[str] = []
     usage = TokenUsage()
     finish_reason = None
     model = route.model_name
     timings: dict[str, float] = {}
     stream = await _post(client, kwargs, timeout)
-    async for chunk in stream:
-        model = getattr(chunk, "model", None) or model
-        timings = _timings(chunk) or timings
-        if getattr(chunk, "usage", None):
-            usage = TokenUsage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-        for choice in chunk.choices or []:
-            delta = choice.delta.content if choice.delta else None
-            if delta:
-                pieces.append(delta)
-                on_token(delta)
-            finish_reason = choice.finish_reason or finish_reason
+    # Closed however the reading ends (done, the task cancelled, ``on_token`` or a chunk
+    # failing): the server sees the connection go at once and frees its slot (llama.cpp stops
+    # generating), instead of streaming on until the garbage collector or httpcore notices.
+    async with stream:
+        async for chunk in stream:
+            model = getattr(chunk, "model", None) or model
+            timings = _timings(chunk) or timings
+            if getattr(chunk, "usage", None):
+                usage = TokenUsage(
+                    chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0
+                )
+            for choice in chunk.choices or []:
+                delta = choice.delta.content if choice.delta else None
+                if delta:
+                    pieces.append(delta)
+                    on_token(delta)
+                finish_reason = choice.finish_reason or finish_reason
     if finish_reason is None:
         raise TransientError("stream ended before the reply was complete")
     return Completion(

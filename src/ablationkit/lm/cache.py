@@ -12,6 +12,9 @@ The cache is best-effort: it can cost a rerun, never a failed one. A damaged fil
 database, truncated, another schema) is set aside as ``<name>.corrupt-<UTC time>`` with one
 warning and a new cache started; one that cannot be opened at all (a read-only folder, locked
 for longer than the timeout) is replaced by a cache in memory for this process, with a warning.
+
+``close`` writes what is queued, stops the writer thread and closes the connection; a closed
+cache used again opens the file again (lazily), so closing never makes a later call fail.
 """
 
 from __future__ import annotations
@@ -70,12 +73,26 @@ class CompletionCache:
         self.path = Path(path) if path else default_cache_dir() / "completions.sqlite"
         self._lock = threading.Lock()
         self._in_memory = False  # the file was unusable: this process keeps replies in memory
+        self._conn: sqlite3.Connection | None = None  # None: closed (reopened on use)
         with self._lock:
             self._conn = self._open()
         self._pending: dict[str, tuple[str, str, float, str]] = {}  # queued, not yet written
-        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        # Each writer thread has its own queue, ended by a None from ``close``.
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._flushed_at_exit = False
         self._idle = threading.Condition(self._lock)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called and nothing has used the cache since."""
+        return self._conn is None
+
+    def _db(self) -> sqlite3.Connection:
+        """The connection (lock held), opened again if the cache was closed."""
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
 
     # ------------------------------------------------------------------ opening, recovering
     def _connect(self, target: str | Path) -> sqlite3.Connection:
@@ -102,6 +119,7 @@ class CompletionCache:
 
     def _open(self) -> sqlite3.Connection:
         """The cache file, or (damaged) a new one in its place, or (unusable) one in memory."""
+        self._in_memory = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return self._connect(self.path)
@@ -134,8 +152,9 @@ class CompletionCache:
         and start a new one. Whether the query is worth repeating."""
         if not _is_damage(exc) or self._in_memory:
             return False
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
         self._conn = self._replace(exc)
         return True
 
@@ -147,9 +166,11 @@ class CompletionCache:
                 row: tuple[str] | None = (queued[3],)
             else:
                 try:
-                    row = self._conn.execute(
-                        "SELECT data FROM completions WHERE key = ?", (key,)
-                    ).fetchone()
+                    row = (
+                        self._db()
+                        .execute("SELECT data FROM completions WHERE key = ?", (key,))
+                        .fetchone()
+                    )
                 except sqlite3.Error as exc:  # a miss: the request is sent again
                     self._recover(exc)
                     row = None
@@ -166,31 +187,42 @@ class CompletionCache:
         with self._lock:
             self._pending[key] = row
             if self._writer is None:
+                self._queue = queue.SimpleQueue()
                 self._writer = threading.Thread(
-                    target=self._write_loop, name="ablationkit-cache", daemon=True
+                    target=self._write_loop,
+                    args=(self._queue,),
+                    name="ablationkit-cache",
+                    daemon=True,
                 )
                 self._writer.start()
-                atexit.register(_flush_at_exit, weakref.ref(self))
-        self._queue.put(key)
+                if not self._flushed_at_exit:
+                    atexit.register(_flush_at_exit, weakref.ref(self))
+                    self._flushed_at_exit = True
+            self._queue.put(key)
 
     def flush(self) -> None:
         """Wait until every queued write is in the database."""
         with self._idle:
             self._idle.wait_for(lambda: not self._pending)
 
-    def _write_loop(self) -> None:
-        while True:
-            keys = [self._queue.get()]
-            while not self._queue.empty():
-                keys.append(self._queue.get())
+    def _write_loop(self, keys_queue: queue.SimpleQueue[str | None]) -> None:
+        """Commit whatever has queued up, in one transaction each time, until a None."""
+        running = True
+        while running:
+            received = [keys_queue.get()]
+            while not keys_queue.empty():
+                received.append(keys_queue.get())
+            running = None not in received
+            keys = [k for k in received if k is not None]
             with self._lock:
                 rows = [self._pending[k] for k in dict.fromkeys(keys) if k in self._pending]
-                for _attempt in range(2):
+                for _attempt in range(2 if rows else 0):
                     try:
-                        self._conn.executemany(
+                        conn = self._db()
+                        conn.executemany(
                             "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?)", rows
                         )
-                        self._conn.commit()
+                        conn.commit()
                         break
                     except sqlite3.Error as exc:
                         # a cache that cannot be written costs reruns, never a failed run
@@ -210,12 +242,23 @@ class CompletionCache:
         self.flush()
         with self._lock:
             try:
-                return int(self._conn.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+                return int(self._db().execute("SELECT COUNT(*) FROM completions").fetchone()[0])
             except sqlite3.Error as exc:
                 self._recover(exc)
                 return 0
 
     def close(self) -> None:
+        """Write what is queued, stop the writer thread, close the connection. Using the cache
+        afterwards opens it again."""
         self.flush()
         with self._lock:
-            self._conn.close()
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                self._queue.put(None)
+        if writer is not None:
+            writer.join()
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None

@@ -110,7 +110,9 @@ def _as_messages(messages: str | list[Message]) -> list[Message]:
 @dataclass
 class LMClient:
     """Calls models. ``cache`` is True (the default cache file), False, a path, or a
-    ``CompletionCache``; ``record_to`` appends every fresh reply to a replay file.
+    ``CompletionCache`` (which stays its owner's to close); ``record_to`` appends every fresh
+    reply to a replay file. ``close`` (or ``with``) closes what the client opened: its event
+    loop, HTTP clients and cache; a closed client used again opens them again.
     ``timeout``: seconds one attempt may wait on an HTTP server, to connect and between bytes
     of the reply (None: 120 s for remote servers, 600 s on this machine; see
     ``attempt_timeout``)."""
@@ -124,6 +126,7 @@ class LMClient:
     usage: RunUsage = field(default_factory=RunUsage)
 
     def __post_init__(self) -> None:
+        self._owns_cache = not isinstance(self.cache, CompletionCache)
         if self.cache is True:
             self._cache: CompletionCache | None = CompletionCache()
         elif self.cache is False or self.cache is None:
@@ -319,13 +322,18 @@ class LMClient:
             self._cache.flush()
 
     def close(self) -> None:
-        """Close everything the synchronous calls opened, and their event loop."""
+        """Close everything the synchronous calls opened, their event loop and the cache this
+        client opened (its writer thread and connection), once every reply is written. Used
+        again, the client opens them again: the loop on the next sync call, the cache file on
+        the next read or write."""
         self.flush()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._close_loop_clients(), loop).result()
             loop.call_soon_threadsafe(loop.stop)
         self._loop = None
+        if self._cache is not None and self._owns_cache:
+            self._cache.close()
 
     def __enter__(self) -> LMClient:
         return self

@@ -303,6 +303,19 @@ class LMClient:
             self._clients[cache_key] = client
         return client, route
 
+    async def _wind_down_loop(self) -> None:
+        """Before the loop stops: close its HTTP clients, finish the async generators (a
+        stream abandoned by a failed call is closed by a task the loop schedules), and let
+        such tasks end, so none is destroyed pending ("Task was destroyed but it is pending!"
+        on stderr at exit)."""
+        await self._close_loop_clients()
+        loop = asyncio.get_running_loop()
+        await loop.shutdown_asyncgens()
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks(loop) if task is not current]
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+
     async def _close_loop_clients(self) -> None:
         loop_id = id(asyncio.get_running_loop())
         for key in [k for k in self._clients if k[0] == loop_id]:
@@ -329,7 +342,7 @@ class LMClient:
         self.flush()
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            asyncio.run_coroutine_threadsafe(self._close_loop_clients(), loop).result()
+            asyncio.run_coroutine_threadsafe(self._wind_down_loop(), loop).result()
             loop.call_soon_threadsafe(loop.stop)
         self._loop = None
         if self._cache is not None and self._owns_cache:

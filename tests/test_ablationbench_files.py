@@ -175,3 +175,34 @@ def test_judge_eval_macro_mean_over_instances(tmp_path: Path) -> None:
     escape.write_text(json.dumps({"id": "../../etc/x", "labels": ""}), "utf-8")
     with pytest.raises(FormatError, match="refused"):
         evaluate_judge_folder(load_label_rows(escape), tmp_path / "judge", "author")
+
+
+def test_eval_judge_cli_scores_a_judge_folder_in_the_reference_format(
+    tmp_path: Path, cli: str
+) -> None:
+    import subprocess
+
+    labels = tmp_path / "labels.jsonl"
+    rows = [
+        {"id": "m/p1", "labels": '{"name_in_plan": "x", "appears_in_review": true}'},
+        {"id": "m/p2", "labels": '{"name_in_plan": "y", "appears_in_review": false}'},
+    ]
+    labels.write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
+    folder = tmp_path / "judge" / "m"
+    folder.mkdir(parents=True)
+    (folder / "p1.jsonl").write_text('{"name_in_plan": "x", "appears_in_review": true}')
+    (folder / "p2.jsonl").write_text('{"name_in_plan": "y", "appears_in_review": false}')
+    done = subprocess.run(
+        [
+            *(cli, "eval-judge", str(labels), "--judge-output", str(tmp_path / "judge")),
+            *("--mode", "reviewer"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    # p2: both say "does not appear": 0 in the reference's macro mean, no harm pooled
+    assert found["macro"]["f1"] == pytest.approx(0.5)
+    assert found["pooled"]["f1"] == pytest.approx(1.0)

@@ -984,7 +984,31 @@ def serve(
 @app.command("eval-judge")
 def eval_judge(
     labels: Annotated[Path, typer.Argument(help="JSONL of human-labelled plans (see README).")],
-    judge: JudgeSpecs,
+    judge: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--judge",
+            help="Judge model id, or 'embedding' / 'embedding@0.6'; several make a majority "
+            "judge. Not with --judge-output.",
+        ),
+    ] = None,
+    judge_output: Annotated[
+        Path | None,
+        typer.Option(
+            "--judge-output",
+            help="Score an AblationBench judge output folder against LABELS in its judge-eval "
+            "format (id = <planner_model>/<task_id>, labels = JSONL text); needs --mode.",
+        ),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            callback=_mode_option,
+            metavar=_MODE_METAVAR,
+            help="With --judge-output: author or reviewer labels.",
+        ),
+    ] = None,
     api_base: ApiBaseOption = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=256, help="Model calls at once.")
@@ -999,6 +1023,21 @@ def eval_judge(
     from ablationkit.judge.evaluation import evaluate_judge
     from ablationkit.lm import LMClient
 
+    if judge_output is not None:
+        from ablationkit.ablationbench.judge_eval import evaluate_judge_folder, load_label_rows
+
+        if judge or mode is None:
+            raise _fail("--judge-output needs --mode and no --judge", code=2)
+        with _user_errors():
+            found = evaluate_judge_folder(
+                load_label_rows(labels),
+                judge_output,
+                "reviewer" if mode == "reviewer" else "author",
+            )
+        _write_stdout(json.dumps(found, indent=2) + "\n")
+        return
+    if not judge:
+        raise _fail("give --judge (or --judge-output with an AblationBench judge folder)", code=2)
     with _user_errors(), LMClient(concurrency=concurrency) as client:
         the_judge = _make_judge_from_options(
             judge, client, api_base, judge_protocol, judge_config, seed

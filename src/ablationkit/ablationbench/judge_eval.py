@@ -74,6 +74,17 @@ def agreement(
     """One instance's precision, recall and F1 of the judge's lines against the label lines."""
     if predictions is None:
         return 0.0, 0.0, 0.0
+    return _prf(*counts(labels, predictions, mode, faithful_nulls=faithful_nulls))
+
+
+def counts(
+    labels: Sequence[dict[str, Any]],
+    predictions: Sequence[dict[str, Any]],
+    mode: Mode,
+    *,
+    faithful_nulls: bool = True,
+) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of one instance's joined lines."""
     by_key: dict[str, list[bool]] = defaultdict(list)
     said_labels = _labels_of(predictions, mode, faithful_nulls)
     for row, said_label in zip(predictions, said_labels, strict=True):
@@ -85,6 +96,10 @@ def agreement(
             tp += gold and said
             fp += said and not gold
             fn += gold and not said
+    return tp, fp, fn
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     f = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
@@ -127,6 +142,7 @@ def evaluate_judge_folder(
     """The reference's judge evaluation of the judge output folder ``judge_folder``."""
     folder = Path(judge_folder)
     per_instance: list[InstanceAgreement] = []
+    pooled = [0, 0, 0]
     for row in label_rows:
         instance_id = row["id"]
         labels = _parse_labels(row["labels"], f"labels of {instance_id}")
@@ -135,6 +151,8 @@ def evaluate_judge_folder(
             raise FormatError(f"judge file of {instance_id!r}: {reason}; refused", where=folder)
         predictions = read_jsonl(path, folder) if path is not None else None
         p, r, f = agreement(labels, predictions, mode, faithful_nulls=faithful_nulls)
+        found = counts(labels, predictions or [], mode, faithful_nulls=False)
+        pooled = [a + b for a, b in zip(pooled, found, strict=True)]
         per_instance.append(InstanceAgreement(instance_id, p, r, f, predictions is not None))
     n = len(per_instance) or 1
     return {
@@ -146,6 +164,9 @@ def evaluate_judge_folder(
             "recall": sum(a.recall for a in per_instance) / n,
             "f1": sum(a.f1 for a in per_instance) / n,
         },
+        # ours beside theirs: every label line pooled, null read as "no match"; an instance
+        # where labels and judge both say nothing matches adds nothing instead of a 0
+        "pooled": dict(zip(("precision", "recall", "f1"), _prf(*pooled), strict=True)),
         "per_instance": {
             a.instance_id: {"precision": a.precision, "recall": a.recall, "f1": a.f1}
             for a in per_instance

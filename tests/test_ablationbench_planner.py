@@ -158,3 +158,23 @@ def test_dry_run_under_the_reference_protocol_counts_the_raw_source(tmp_path: Pa
     assert theirs.requests == 1 and theirs.failed == {}
     assert theirs.prompt_tokens > 2000  # every word of the file, unparsed
     assert theirs.cost_usd_estimate is not None and ours.cost_usd_estimate is not None
+
+
+def test_our_planner_can_read_the_raw_source_whole(tmp_path: Path) -> None:
+    from ablationkit.planner import PlanConfig, prepare_plan
+
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "main.tex").write_text(
+        "\\documentclass{article}\\title{Gated}\\begin{document}\\maketitle"
+        "\\section{Method}We gate.\\section{Experiments}It works. % a comment kept raw\n"
+        "\\end{document}",
+        "utf-8",
+    )
+    config = PlanConfig(model="openai/gpt-4o", source="raw")
+    request = prepare_plan(paper, config)
+    user = request.messages[-1]["content"]
+    assert '<file name="main.tex">' in user and "% a comment kept raw" in user
+    assert request.dropped == []
+    parsed = prepare_plan(paper, PlanConfig(model="openai/gpt-4o"))
+    assert "It works" not in parsed.messages[-1]["content"]  # the author view stops at Method

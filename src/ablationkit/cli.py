@@ -333,6 +333,22 @@ ProtocolOption = Annotated[
         "reference's planner exactly (raw source files, nothing merged, added or cut).",
     ),
 ]
+
+
+class SourceChoice(StrEnum):
+    parsed = "parsed"
+    raw = "raw"
+
+
+SourceOption = Annotated[
+    SourceChoice,
+    typer.Option(
+        "--source",
+        case_sensitive=False,
+        help="parsed: our view of the mode, fitted to the context; raw: every source file of "
+        "the paper's folder, unparsed and whole (AblationBench's planner input).",
+    ),
+]
 PlannerConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -358,6 +374,7 @@ def plan(
     api_base: PlanApiBaseOption = None,
     protocol: ProtocolOption = ProtocolChoice.ablationkit,
     planner_config: PlannerConfigOption = None,
+    source_view: SourceOption = SourceChoice.parsed,
     out_dir: Annotated[
         Path | None,
         typer.Option(
@@ -409,6 +426,7 @@ def plan(
             api_base=api_base,
             protocol=protocol.value,
             planner_config=planner_config,
+            source=source_view.value,
             **({"k": k} if k is not None else {}),
             prompt_file=prompt_file,
             max_context=max_context,
@@ -570,6 +588,7 @@ def bench_plan(
     api_base: PlanApiBaseOption = None,
     protocol: ProtocolOption = ProtocolChoice.ablationkit,
     planner_config: PlannerConfigOption = None,
+    source_view: SourceOption = SourceChoice.parsed,
     concurrency: Annotated[
         int,
         typer.Option("--concurrency", min=1, max=256, help="Model calls in flight at once."),
@@ -613,6 +632,7 @@ def bench_plan(
             api_base=api_base,
             protocol=protocol.value,
             planner_config=planner_config,
+            source=source_view.value,
             timeout=timeout,
             deadline=_deadline(deadline),
             **chosen,

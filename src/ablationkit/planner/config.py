@@ -99,6 +99,10 @@ class PlanConfig(BaseModel):
     protocol: Literal["ablationkit", "ablationbench"] = "ablationkit"
     # ablationbench protocol: the reference's own YAML prompt file (prompts: {system, user})
     planner_config: Path | None = None
+    # what the model reads of the paper: our parsed view of the mode (fitted to the context),
+    # or the reference's input, every source file of the paper's folder unparsed and whole
+    # (the ablationbench protocol always reads that)
+    source: Literal["parsed", "raw"] = "parsed"
     generation: Generation = Generation()
     budget: Budget = Budget()
     # seconds one attempt may wait on a server (None: the client's, see lm.client)

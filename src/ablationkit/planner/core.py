@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ablationkit.ablationbench.source import raw_source
 from ablationkit.errors import AblationKitError
 from ablationkit.fsutil import atomic_write_text, safe_name
 from ablationkit.lm.client import LMClient, default_client
@@ -29,13 +30,14 @@ from ablationkit.lm.repair import RepairFailed, acomplete_and_parse
 from ablationkit.lm.retry import Deadline, RetryCallback, RetryEvent
 from ablationkit.lm.types import Completion
 from ablationkit.papers import Paper, load_paper, view
-from ablationkit.planner.budget import fit_to_budget
+from ablationkit.planner.budget import FitResult, fit_to_budget
 from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
 from ablationkit.planner.reference import (
     ReferencePlanRequest,
     ReferenceReplyError,
+    paper_folder,
     prepare_reference_plan,
     reference_plan,
 )
@@ -304,6 +306,14 @@ def prepare_plan(
             progress=progress,
             started=started,
         )
+    raw_text = None
+    if config.source == "raw":
+        if isinstance(paper, Paper):
+            raise AblationKitError("source='raw' reads the paper's files: give its path")
+        raw = raw_source(paper_folder(paper))
+        raw_text = raw.text
+        for warning in raw.warnings:
+            progress.stage(f"warning: {warning}")
     if not isinstance(paper, Paper):
         path = Path(paper)
         progress.stage(f"loading {path}")
@@ -328,10 +338,19 @@ def prepare_plan(
             f"{config.reply_tokens} reply tokens; use a larger --max-context, fewer "
             "max_tokens or another model"
         )
-    fitted = fit_to_budget(paper_view, budget, count)
-    if fitted.dropped:
-        progress.stage("context budget: dropped " + " | ".join(fitted.dropped))
-    paper_text = fitted.paper.to_markdown()
+    if raw_text is not None:  # the reference's input: whole, unfitted; say when it is too long
+        fitted = FitResult(paper=paper_view, tokens=count(raw_text), dropped=[])
+        if fitted.tokens > budget:
+            progress.stage(
+                f"warning: the raw source is {fitted.tokens} tokens, over the {budget} the "
+                f"context of {model.id} leaves for the paper; sent whole"
+            )
+        paper_text = raw_text
+    else:
+        fitted = fit_to_budget(paper_view, budget, count)
+        if fitted.dropped:
+            progress.stage("context budget: dropped " + " | ".join(fitted.dropped))
+        paper_text = fitted.paper.to_markdown()
     messages = render_messages(
         fitted.paper,
         mode,

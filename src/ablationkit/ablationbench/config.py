@@ -47,6 +47,19 @@ class PromptConfig:
         ]
 
 
+def packaged_prompts(package: str, stem: str) -> PromptConfig:
+    """Our own prompt text in the reference's shape, shipped as ``<package>/prompts/<stem>``
+    ``.system.txt`` (sent as written) and ``.user.j2`` (the template)."""
+    from importlib import resources
+
+    folder = resources.files(package).joinpath("prompts")
+    return PromptConfig(
+        system=folder.joinpath(f"{stem}.system.txt").read_text("utf-8").strip(),
+        user_template=folder.joinpath(f"{stem}.user.j2").read_text("utf-8"),
+        source=f"{package.replace('.', '/')}/prompts/{stem}",
+    )
+
+
 def load_prompt_config(path: str | Path) -> PromptConfig:
     """Read ``prompts.system`` and ``prompts.user`` (and ``model.temperature``/``top_p`` if set)."""
     import yaml

@@ -22,10 +22,9 @@ import random
 import re
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from typing import Any
 
-from ablationkit.ablationbench.config import PromptConfig
+from ablationkit.ablationbench.config import PromptConfig, packaged_prompts
 from ablationkit.ablationbench.scoring import AuthorLine, ReviewerLine
 from ablationkit.errors import AblationKitError
 from ablationkit.judge.base import Judge, JudgeBase, blank_judgement
@@ -57,12 +56,7 @@ def uses_variable(prompts: PromptConfig, variable: str) -> bool:
 @cache
 def default_prompts(mode: str) -> PromptConfig:
     """Our own prompt text in the reference's shape (its YAML files can replace it)."""
-    folder = resources.files("ablationkit.judge").joinpath("prompts")
-    return PromptConfig(
-        system=folder.joinpath(f"ablationbench_{mode}.system.txt").read_text("utf-8").strip(),
-        user_template=folder.joinpath(f"ablationbench_{mode}.user.j2").read_text("utf-8"),
-        source=f"ablationkit/judge/prompts/ablationbench_{mode}",
-    )
+    return packaged_prompts("ablationkit.judge", f"ablationbench_{mode}")
 
 
 def plan_lines(plan: Plan) -> list[str]:

@@ -15,13 +15,12 @@ import re
 import time
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ablationkit.ablationbench.config import PromptConfig, load_prompt_config
+from ablationkit.ablationbench.config import PromptConfig, load_prompt_config, packaged_prompts
 from ablationkit.ablationbench.source import raw_source
 from ablationkit.errors import AblationKitError, FormatError
 from ablationkit.schema import Ablation, Mode, Plan, Timings, Usage
@@ -47,12 +46,7 @@ class _ReferenceRow(BaseModel):
 @cache
 def default_prompts(mode: str) -> PromptConfig:
     """Our own prompt text in the reference's shape and variables."""
-    folder = resources.files("ablationkit.planner").joinpath("prompts")
-    return PromptConfig(
-        system=folder.joinpath(f"ablationbench_{mode}.system.txt").read_text("utf-8").strip(),
-        user_template=folder.joinpath(f"ablationbench_{mode}.user.j2").read_text("utf-8"),
-        source=f"ablationkit/planner/prompts/ablationbench_{mode}",
-    )
+    return packaged_prompts("ablationkit.planner", f"ablationbench_{mode}")
 
 
 def prompts_for(mode: Mode, config_file: str | Path | None) -> PromptConfig:

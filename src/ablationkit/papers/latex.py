@@ -16,8 +16,9 @@ from pathlib import Path
 
 from ablationkit.errors import FormatError
 from ablationkit.papers.latex_text import latex_to_text
-from ablationkit.papers.model import Paper, Section, build_tree
+from ablationkit.papers.model import MAX_SECTIONS, Paper, Section, build_tree
 from ablationkit.papers.texscan import (
+    Deadline,
     expand_macros,
     extract_macros,
     find_environment,
@@ -38,6 +39,8 @@ from ablationkit.sandbox import (
 MAX_TEX_FILE_BYTES = 8 * 1024 * 1024
 MAX_PROJECT_BYTES = 40 * 1024 * 1024
 MAX_TEX_FILES_SCANNED = 2000
+# Seconds one paper may take to load (pylatexenc reads some hundred kB/s); see load_latex.
+LOAD_TIME_BUDGET = 60.0
 MAIN_NAMES = ("main", "paper", "ms", "manuscript", "article", "root", "arxiv")
 _DOCUMENTCLASS = re.compile(r"^[^%\n]*\\documentclass\s*(\[[^\]]*\])?\s*\{([^}]*)\}", re.M)
 _INPUT = re.compile(
@@ -382,22 +385,36 @@ class _Floats:
     labels: dict[str, str] = field(default_factory=dict)
 
     def replace(self, text: str) -> str:
-        """Each float becomes ``[Figure N: caption]``; its label now means ``Figure N``."""
+        """Each float becomes ``[Figure N: caption]``; its label now means ``Figure N``.
+
+        One pass per kind of float, building the result from pieces (not re-joining the whole
+        text per float); floats are numbered kind by kind, figures before ``figure*``.
+        """
         for env, kind in _FLOATS.items():
+            pieces: list[str] = []
             pos = 0
             while (found := find_environment(text, env, pos)) is not None:
                 begin, body_start, body_end, end = found
                 body = text[body_start:body_end]
-                placeholder = self._placeholder(kind, body, nested=env == "subfigure")
-                text = text[:begin] + placeholder + text[end:]
-                pos = begin + len(placeholder)
+                pieces.append(text[pos:begin])
+                pieces.append(self._placeholder(kind, body, nested=env == "subfigure"))
+                pos = end
+            if pieces:
+                pieces.append(text[pos:])
+                text = "".join(pieces)
         return self._captionof(text)
 
     def _placeholder(self, kind: str, body: str, *, nested: bool) -> str:
-        captions = [
-            _caption_text(body, m.end())
-            for m in re.finditer(r"\\(?:sub)?caption(?![A-Za-z@])\*?", body)
-        ]
+        captions: list[str] = []
+        end = 0
+        for match in re.finditer(r"\\(?:sub)?caption(?![A-Za-z@])\*?", body):
+            if match.start() < end:
+                continue  # inside the previous caption (or a broken one running to the end)
+            _, i = read_optional(body, match.end())
+            arg = read_argument(body, i)
+            if arg is not None:
+                captions.append(" ".join(_LABEL.sub("", arg[0]).split()))
+                end = arg[1]
         captions = [c for c in captions if c]
         inner = re.findall(r"\[(?:Figure|Table) \d+: [^\]]*\]", body)
         if nested and not captions:
@@ -437,10 +454,17 @@ def _caption_text(text: str, i: int) -> str:
 
 
 def _drop_environments(text: str) -> str:
+    """Cut the environments whose content is no text (tables, pictures), in one pass each."""
     for env in _DROPPED_ENVS:
-        while (found := find_environment(text, env)) is not None:
+        pieces: list[str] = []
+        pos = 0
+        while (found := find_environment(text, env, pos)) is not None:
             begin, _, _, end = found
-            text = text[:begin] + text[end:]
+            pieces.append(text[pos:begin])
+            pos = end
+        if pieces:
+            pieces.append(text[pos:])
+            text = "".join(pieces)
     return text
 
 
@@ -455,8 +479,11 @@ class _RawSection:
     label: str | None = None
 
 
-def _split_sections(body: str) -> tuple[str, list[_RawSection]]:
-    """Cut the body at sectioning commands; returns the text before the first one."""
+def _split_sections(body: str, *, where: str | Path) -> tuple[str, list[_RawSection]]:
+    """Cut the body at sectioning commands; returns the text before the first one.
+
+    More than ``MAX_SECTIONS`` headings is an error, raised before they take memory.
+    """
     sections: list[_RawSection] = []
     preamble_end = None
     in_appendix = False
@@ -485,6 +512,11 @@ def _split_sections(body: str) -> tuple[str, list[_RawSection]]:
             current.body += body[pos : match.start()]
         elif preamble_end is None:
             preamble_end = match.start()
+        if len(sections) >= MAX_SECTIONS:
+            raise LatexError(
+                f"over {MAX_SECTIONS} section headings; not a paper this loader can read",
+                where=where,
+            )
         current = _RawSection(cmd, bool(match.group("star")), title, "", in_appendix)
         sections.append(current)
         pos = i
@@ -560,15 +592,21 @@ def _project(path: Path) -> tuple[Path, Path, list[str]]:
     return path.parent, path, warnings
 
 
-def load_latex(path: str | Path, *, strict: bool = False) -> Paper:
+def load_latex(
+    path: str | Path, *, strict: bool = False, time_budget: float | None = None
+) -> Paper:
     """Load a LaTeX project (a directory, or its main ``.tex``) into a ``Paper``.
 
     An ``\\input`` that is missing, or that names a file outside the project (absolute paths,
     ``..`` climbing out, symlinks leading out, FIFOs and devices), is skipped with a warning in
     ``Paper.warnings``: real arXiv sources often input files they do not ship. ``strict=True``
     makes any skipped input an error instead.
+
+    Loading takes time about linear in the paper's size; past ``time_budget`` seconds
+    (default ``LOAD_TIME_BUDGET``; ``math.inf`` for none) it stops with a one-line error.
     """
     path = Path(path)
+    deadline = Deadline(LOAD_TIME_BUDGET if time_budget is None else time_budget, where=path)
     root, main, warnings = _project(path)
     # LaTeX resolves \input against the directory it runs in: the main file's.
     flattener = _Flattener(root=root, base=main.parent, strict=strict)
@@ -576,8 +614,10 @@ def load_latex(path: str | Path, *, strict: bool = False) -> Paper:
     warnings.extend(flattener.warnings)
     if not _DOCUMENTCLASS.search(read_tex_file(main)):
         warnings.append(f"{main.name}: no \\documentclass; read as a fragment")
+    deadline.check("reading the files")
     text, macros = extract_macros(text)
-    text = expand_macros(text, macros, where=main)
+    text = expand_macros(text, macros, where=main, deadline=deadline)
+    deadline.check("expanding macros")
 
     title_tex = _command_arg(text, "title") or ""
     abstract_tex = ""
@@ -594,9 +634,10 @@ def load_latex(path: str | Path, *, strict: bool = False) -> Paper:
     floats = _Floats()
     body = floats.replace(body)
     body = _drop_environments(body)
-    body = re.sub(r"(\\begin\{lstlisting\})\s*\[[^\]]*\]", r"\1", body)
+    body = re.sub(r"(\\begin\{lstlisting\})\s*\[[^\]]{0,2000}\]", r"\1", body)
+    deadline.check("reading floats and environments")
 
-    preamble, raw_sections = _split_sections(body)
+    preamble, raw_sections = _split_sections(body, where=path)
     levels = _number_sections(raw_sections)
     labels = dict(floats.labels)
     for raw in raw_sections:
@@ -606,7 +647,7 @@ def load_latex(path: str | Path, *, strict: bool = False) -> Paper:
             labels[label.group(1).strip()] = f"{kind} {raw.number}"
 
     def to_text(fragment: str) -> str:
-        return latex_to_text(_resolve_refs(_LABEL.sub("", fragment), labels))
+        return latex_to_text(_resolve_refs(_LABEL.sub("", fragment), labels), deadline=deadline)
 
     flat: list[Section] = []
     if not raw_sections:
@@ -623,9 +664,9 @@ def load_latex(path: str | Path, *, strict: bool = False) -> Paper:
             )
         )
     return Paper(
-        title=" ".join(latex_to_text(title_tex).split()),
+        title=" ".join(latex_to_text(title_tex, deadline=deadline).split()),
         abstract=to_text(abstract_tex).strip(),
-        sections=build_tree(flat),
+        sections=build_tree(flat, where=path),
         source=str(path),
         format="latex",
         warnings=warnings,

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from ablationkit.errors import FormatError
+
+# A paper has tens of sections, a thesis some hundreds; a file with more is not a paper, and
+# each section costs a model object, so the loaders stop at this many (before building them).
+MAX_SECTIONS = 5000
+# Sections nest by level (LaTeX has seven, markdown six), but a PDF outline may nest as deep as
+# its author likes, and every walk over the tree recurses once per level.
+MAX_SECTION_DEPTH = 32
 
 Role = Literal[
     "method", "experiments", "ablation", "related_work", "conclusion", "appendix", "other"
@@ -110,8 +120,16 @@ class Paper(BaseModel):
         return "\n\n".join(parts) + "\n"
 
 
-def build_tree(flat: list[Section]) -> list[Section]:
-    """Nest a reading-order list of sections by level (a level may be skipped)."""
+def build_tree(flat: list[Section], *, where: str | Path | None = None) -> list[Section]:
+    """Nest a reading-order list of sections by level (a level may be skipped).
+
+    More than ``MAX_SECTIONS`` sections, or nesting deeper than ``MAX_SECTION_DEPTH``, is a
+    one-line ``FormatError`` naming ``where``.
+    """
+    if len(flat) > MAX_SECTIONS:
+        raise FormatError(
+            f"{len(flat)} section headings, over the limit of {MAX_SECTIONS}", where=where
+        )
     roots: list[Section] = []
     stack: list[Section] = []
     for section in flat:
@@ -120,4 +138,10 @@ def build_tree(flat: list[Section]) -> list[Section]:
             stack.pop()
         (stack[-1].children if stack else roots).append(section)
         stack.append(section)
+        if len(stack) > MAX_SECTION_DEPTH:
+            raise FormatError(
+                f"sections nested {len(stack)} deep (at {section.heading!r}), over the limit "
+                f"of {MAX_SECTION_DEPTH}",
+                where=where,
+            )
     return roots

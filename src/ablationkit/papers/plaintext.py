@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ablationkit.papers.model import Paper, PaperFormat, Section, build_tree
+from ablationkit.errors import FormatError
+from ablationkit.papers.model import MAX_SECTIONS, Paper, PaperFormat, Section, build_tree
 
 
 @dataclass
@@ -137,6 +138,12 @@ def clean_abstract(text: str) -> str:
     return _ABSTRACT_PREFIX.sub("", "\n".join(kept).strip(), count=1).strip()
 
 
+def _join_paragraphs(paragraphs: list[str]) -> str:
+    """Paragraphs joined by blank lines, empty ones before the first text left out."""
+    first = next((i for i, p in enumerate(paragraphs) if p), len(paragraphs))
+    return "\n\n".join(paragraphs[first:])
+
+
 def assemble(
     items: list[Item],
     *,
@@ -145,23 +152,30 @@ def assemble(
     title: str | None = None,
     warnings: list[str] | None = None,
 ) -> Paper:
-    """Build a ``Paper`` from headings and paragraphs in reading order."""
+    """Build a ``Paper`` from headings and paragraphs in reading order.
+
+    Paragraphs are collected in lists and joined once per section (joining as they come
+    would copy a long section once per paragraph); more than ``MAX_SECTIONS`` sections is a
+    one-line error naming ``source``.
+    """
     warnings = list(warnings or [])
     items = list(items)
     # A markdown document's first unnumbered top heading is its title.
+    first = items[0] if items else None
     if (
         title is None
-        and items
-        and isinstance(items[0], Heading)
-        and items[0].explicit
-        and items[0].number is None
-        and not _KNOWN_UNNUMBERED.match(items[0].title)
+        and isinstance(first, Heading)
+        and first.explicit
+        and first.number is None
+        and not _KNOWN_UNNUMBERED.match(first.title)
     ):
-        title = items.pop(0).title
+        title = first.title
+        items.pop(0)
     front: list[str] = []
-    abstract = ""
+    abstract_parts: list[str] = []
     flat: list[Section] = []
-    current: Section | None = None
+    texts: list[list[str]] = []  # the paragraphs of flat[i]
+    current: list[str] | None = None
     in_abstract = False
     in_references = False
     in_appendix = False
@@ -171,9 +185,9 @@ def assemble(
             if in_references:
                 continue
             if in_abstract:
-                abstract = f"{abstract}\n\n{item.text}" if abstract else item.text
+                abstract_parts.append(item.text)
             elif current is not None:
-                current.text = f"{current.text}\n\n{item.text}" if current.text else item.text
+                current.append(item.text)
             else:
                 front.append(item.text)
             continue
@@ -208,8 +222,17 @@ def assemble(
         level = _level(Heading(heading_title, number, heading.level), previous_style)
         if style in {"arabic", "roman"} and level == 1:
             previous_style = style
-        current = Section(number=number, title=heading_title, level=level, appendix=in_appendix)
-        flat.append(current)
+        if len(flat) >= MAX_SECTIONS:
+            raise FormatError(
+                f"over {MAX_SECTIONS} section headings; not a paper this loader can read",
+                where=source,
+            )
+        flat.append(Section(number=number, title=heading_title, level=level, appendix=in_appendix))
+        current = []
+        texts.append(current)
+    for section, paragraphs in zip(flat, texts, strict=True):
+        section.text = _join_paragraphs(paragraphs)
+    abstract = _join_paragraphs(abstract_parts)
     if not abstract:
         for index, text in enumerate(front):
             if _ABSTRACT_PREFIX.match(text) and re.match(r"^\W*abstract", text, re.I):
@@ -224,7 +247,7 @@ def assemble(
     return Paper(
         title=title,
         abstract=clean_abstract(abstract),
-        sections=build_tree(flat),
+        sections=build_tree(flat, where=source),
         source=source,
         format=fmt,
         warnings=warnings,

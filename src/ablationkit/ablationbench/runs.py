@@ -45,8 +45,12 @@ from ablationkit.bench.store import (
 )
 from ablationkit.errors import FormatError
 from ablationkit.fsutil import safe_name
-from ablationkit.judge.reference import matches_from_author_lines, plan_lines
-from ablationkit.schema import Ablation, Judgement, Match, Mode, Plan, Usage
+from ablationkit.judge.reference import (
+    matches_from_author_lines,
+    matches_from_reviewer_lines,
+    plan_lines,
+)
+from ablationkit.schema import Ablation, Judgement, Mode, Plan, Usage
 
 IMPORTED_PLANNER = "ablationbench"
 
@@ -243,14 +247,9 @@ def import_run(
                     [line for line in lines if isinstance(line, AuthorLine)], planned, targets
                 )
             else:
-                appear = {
-                    line.name_in_plan
-                    for line in lines
-                    if isinstance(line, ReviewerLine) and line.appears_in_review
-                }
-                verdict.matches = [
-                    Match(planned=i, target=0) for i, name in enumerate(planned) if name in appear
-                ]
+                verdict.matches = matches_from_reviewer_lines(
+                    [line for line in lines if isinstance(line, ReviewerLine)], planned
+                )
             store.write_judgement(verdict)
             report.judgements.append(paper_id)
     return report

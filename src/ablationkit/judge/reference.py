@@ -141,6 +141,15 @@ def matches_from_author_lines(
     return [Match(planned=p, target=t) for p, t in sorted(out)]
 
 
+def matches_from_reviewer_lines(
+    lines: Sequence[ReviewerLine], planned: Sequence[str]
+) -> list[Match]:
+    """Index matches for the site: every plan item whose name a line says appears in the
+    reviews (reviewer mode has no named targets: target 0 stands for "the reviews")."""
+    in_review = {line.name_in_plan for line in lines if line.appears_in_review}
+    return [Match(planned=i, target=0) for i, name in enumerate(planned) if name in in_review]
+
+
 class AblationBenchJudge(JudgeBase):
     """One model judging as the reference's LM judge does; ``prompts`` replaces our text with
     a :class:`PromptConfig` (e.g. the reference's own YAML, ``--judge-config``). ``client``
@@ -269,12 +278,7 @@ class AblationBenchJudge(JudgeBase):
             else:
                 review = reviewer_lines(rows)
                 result.lines = [line.to_json() for line in review]
-                in_review = {line.name_in_plan for line in review if line.appears_in_review}
-                result.matches = [
-                    Match(planned=i, target=0)
-                    for i, name in enumerate(result.planned)
-                    if name in in_review
-                ]
+                result.matches = matches_from_reviewer_lines(review, result.planned)
         except AblationKitError as exc:
             result.error = exc.one_line()
         return result
@@ -305,10 +309,7 @@ def combine_reference_verdicts(name: str, verdicts: Sequence[Judgement]) -> Judg
             [[ReviewerLine(**line) for line in v.lines or []] for v in valid]
         )
         result.lines = [line.to_json() for line in review]
-        in_review = {line.name_in_plan for line in review if line.appears_in_review}
-        result.matches = [
-            Match(planned=i, target=0) for i, name in enumerate(result.planned) if name in in_review
-        ]
+        result.matches = matches_from_reviewer_lines(review, result.planned)
     result.votes = [v.matches for v in valid]
     return result
 

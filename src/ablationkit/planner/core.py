@@ -32,6 +32,7 @@ from ablationkit.lm.types import Completion
 from ablationkit.papers import Paper, load_paper, view
 from ablationkit.planner.budget import FitResult, fit_to_budget
 from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
+from ablationkit.planner.guards import PROMPT_EXAMPLE_JSON
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
 from ablationkit.planner.reference import (
@@ -146,7 +147,8 @@ def render_messages(
         "mode": mode,
         "hints": hints,
     }
-    system = _template("system.j2", None).render(**values).strip()
+    # the example ablation is rendered from the one object the copy detector reads
+    system = _template("system.j2", None).render(**values, example=PROMPT_EXAMPLE_JSON).strip()
     user = _template(f"{mode}.j2", prompt_file).render(**values).strip()
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

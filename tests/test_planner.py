@@ -101,7 +101,7 @@ def test_prepared_and_async_plans_send_the_same_request(
     sent = [r["messages"] for r in fake_llm.requests]
     assert sent[0] == sent[1] == sent[2]
     assert whole.ablations == halves.ablations == awaited.ablations
-    assert halves.paper_id == awaited.paper_id and halves.paper_id.startswith("KESTREL")
+    assert halves.paper_id == awaited.paper_id and halves.paper_id.startswith("kestrel-keyframe")
 
 
 def test_reviewer_mode_reads_the_whole_paper(

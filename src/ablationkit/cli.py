@@ -412,7 +412,6 @@ def plan(
     from ablationkit.plan_io import save_plan
     from ablationkit.planner import PlanConfig
     from ablationkit.planner import plan as make_plan
-    from ablationkit.planner.core import paper_id_for
 
     if sample == (paper_path is not None):
         raise _fail("give a PAPER path or --sample (not both)", code=2)
@@ -440,7 +439,6 @@ def plan(
             source,
             config,
             client=client,
-            paper_id=paper_id_for(Path(source)),
             method_section=method_section or None,
             raw_dir=out_dir,
             progress=progress,

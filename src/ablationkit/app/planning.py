@@ -213,9 +213,12 @@ class Planning:
         the model call awaited here), holding the slot, the place and the folder until done
         or cancelled."""
         from ablationkit.planner import acomplete_plan, prepare_plan
+        from ablationkit.planner.ids import paper_id_for
 
         hide = f"{workdir.name}/"  # the server's temporary folder is not shown
         progress = _progress(job, hide)
+        titles: list[str] = []
+        progress.on_paper = lambda paper: titles.append(paper.title)
         try:
             if self.slot.locked():
                 job.push("stage", message="waiting for the paper before this one")
@@ -223,6 +226,10 @@ class Planning:
                 job.push("stage", message=f"planning with {config.model}")
                 prepared = await thread_to_the_end(
                     partial(prepare_plan, paper_path, config, client=self.client, progress=progress)
+                )
+                # named by the upload or its title, never by our temporary folder
+                prepared.paper_id = paper_id_for(
+                    paper_path, titles[-1] if titles else None, within=Path(workdir.name)
                 )
                 result = await acomplete_plan(
                     prepared,

@@ -15,6 +15,7 @@ from ablationkit.planner.core import (
     render_messages,
 )
 from ablationkit.planner.hints import PaperHints, extract_hints
+from ablationkit.planner.ids import paper_id_for
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "complete_plan",
     "extract_hints",
     "merge_duplicates",
+    "paper_id_for",
     "parse_plan_reply",
     "plan",
     "plan_schema",

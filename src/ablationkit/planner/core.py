@@ -34,6 +34,7 @@ from ablationkit.planner.budget import FitResult, fit_to_budget
 from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
 from ablationkit.planner.guards import PROMPT_EXAMPLE_JSON
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
+from ablationkit.planner.ids import paper_id_for, title_slug
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
 from ablationkit.planner.reference import (
     ReferencePlanRequest,
@@ -203,24 +204,6 @@ def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> 
     return [*ablations[:-1], sweep] if len(ablations) > 1 else [*ablations, sweep][:k]
 
 
-def paper_id_for(path: Path) -> str:
-    """A file-name-safe id: a project's ``meta.json`` slug, else the directory or file name."""
-    import json
-
-    meta = (path if path.is_dir() else path.parent) / "meta.json"
-    if meta.is_file():
-        try:
-            slug = json.loads(meta.read_text("utf-8")).get("slug")
-        except (ValueError, OSError):
-            slug = None
-        if isinstance(slug, str) and slug.strip():
-            return safe_name(slug)
-    stem = path.name if path.is_dir() else path.stem
-    if path.is_dir() and stem in {"source", "src", "latex", "tex"}:
-        stem = path.resolve().parent.name
-    return safe_name(stem)
-
-
 @dataclass
 class PlanProgress:
     """Callbacks for a progress display; every one is optional.
@@ -319,11 +302,11 @@ def prepare_plan(
     if not isinstance(paper, Paper):
         path = Path(paper)
         progress.stage(f"loading {path}")
-        paper_id = paper_id or paper_id_for(path)
         paper = load_paper(path, method_section=method_section, strict=config.strict)
+        paper_id = paper_id or paper_id_for(path, paper.title)  # the title when it names best
     if progress.on_paper:
         progress.on_paper(paper)
-    paper_id = paper_id or re.sub(r"[^A-Za-z0-9_.-]+", "_", paper.title)[:80].strip("_") or "paper"
+    paper_id = paper_id or title_slug(paper.title) or "paper"
     mode, k = config.mode, config.k
     paper_view = view(paper, mode)
     hints = extract_hints(paper_view.to_markdown())
@@ -394,7 +377,7 @@ def _prepare_reference(
             "not a loaded Paper"
         )
     path = Path(paper)
-    paper_id = paper_id or paper_id_for(path)
+    paper_id = paper_id or paper_id_for(path, title)
     progress.stage(f"loading the source files of {path}")
     reference = prepare_reference_plan(
         path,

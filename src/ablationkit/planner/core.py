@@ -43,6 +43,13 @@ from ablationkit.planner.reference import (
     prepare_reference_plan,
     reference_plan,
 )
+from ablationkit.planner.reported import (
+    ReportedAblation,
+    render_reported,
+    reported_ablations,
+    unreported_hints,
+    without_reported,
+)
 from ablationkit.schema import Ablation, Action, Mode, Plan, Timings, Usage
 
 PLANNER_NAME = "lm-planner"
@@ -137,9 +144,12 @@ def render_messages(
     paper_text: str,
     hints: str,
     prompt_file: Path | None = None,
+    reported: str = "",
 ) -> list[dict[str, str]]:
     """System and user messages from the jinja2 templates (``prompt_file`` replaces the
-    user template; it sees ``title``, ``abstract``, ``paper``, ``k``, ``mode``, ``hints``)."""
+    user template; it sees ``title``, ``abstract``, ``paper``, ``k``, ``mode``, ``hints``
+    and ``reported``: in reviewer mode, the ablations the paper already reports, one
+    "- description (where)" line each, from ``planner.reported``)."""
     values = {
         "title": paper.title,
         "abstract": paper.abstract,
@@ -147,6 +157,7 @@ def render_messages(
         "k": k,
         "mode": mode,
         "hints": hints,
+        "reported": reported,
     }
     # the example ablation is rendered from the one object the copy detector reads
     system = _template("system.j2", None).render(**values, example=PROMPT_EXAMPLE_JSON).strip()
@@ -245,6 +256,9 @@ class PlanRequest:
     load_seconds: float
     # the ablationbench protocol's request (its messages are ``messages``): no post-processing
     reference: ReferencePlanRequest | None = None
+    # reviewer mode: the ablations the paper already reports (listed in the prompt; planned
+    # items that repeat one are dropped)
+    reported: list[ReportedAblation] = field(default_factory=list)
 
     @property
     def mode(self) -> Mode:
@@ -310,10 +324,19 @@ def prepare_plan(
     mode, k = config.mode, config.k
     paper_view = view(paper, mode)
     hints = extract_hints(paper_view.to_markdown())
+    # from the whole paper, before fitting: an ablation in a section cut for the context is
+    # still reported
+    reported = reported_ablations(paper_view) if mode == "reviewer" else []
     count = model.count_tokens
     window = config.budget.max_context or model.context_window
     template_only = render_messages(
-        paper_view, mode, k, paper_text="", hints=hints.render(), prompt_file=config.prompt_file
+        paper_view,
+        mode,
+        k,
+        paper_text="",
+        hints=hints.render(),
+        prompt_file=config.prompt_file,
+        reported=render_reported(reported),
     )
     template_tokens = sum(count(m["content"]) for m in template_only)
     budget = window - template_tokens - config.budget.reserve - config.reply_tokens
@@ -343,6 +366,7 @@ def prepare_plan(
         paper_text=paper_text,
         hints=hints.render(),
         prompt_file=config.prompt_file,
+        reported=render_reported(reported),
     )
     prompt_tokens = fitted.tokens + template_tokens
     progress.stage(f"prompt: {prompt_tokens} tokens to {model.id}")
@@ -355,6 +379,7 @@ def prepare_plan(
         prompt_tokens=prompt_tokens,
         dropped=fitted.dropped,
         load_seconds=time.perf_counter() - started,
+        reported=reported,
     )
 
 
@@ -508,8 +533,10 @@ async def acomplete_plan(
             where=request.paper_id,
         ) from None
     ablations = merge_duplicates(ablations)[:k]
+    # reviewer mode: planned items the paper already reports are dropped, with a note
+    reasoning, ablations = without_reported(reasoning, ablations, request.reported, progress.stage)
     before = {id(a) for a in ablations}
-    ablations = complete_ablations(ablations, request.hints, k)
+    ablations = complete_ablations(ablations, unreported_hints(request.hints, request.reported), k)
     added = [a for a in ablations if id(a) not in before]
     if added:
         reasoning = (

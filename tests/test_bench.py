@@ -142,7 +142,8 @@ def test_a_paper_that_cannot_be_read_fails_alone(tmp_path: Path) -> None:
     with dataset.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps({"id": "broken", "path": str(broken)}) + "\n")
     with FakeLLMServer(responder=respond) as server:
-        report = Run(tmp_path / "run", concurrency=4).plan(dataset, model="m", api_base=server.url)
+        run = Run(tmp_path / "run", concurrency=4)
+        report = run.plan(dataset, model="m", api_base=server.url, k=2)  # the fake's 2 items
         assert sorted(report.done) == ["paper-000", "paper-001", "paper-002"]
         assert list(report.failed) == ["broken"] and "broken.pdf" in report.failed["broken"]
         assert len(server.requests) == 3  # the unreadable paper cost no model call
@@ -165,6 +166,8 @@ def test_killed_run_resumes_without_repeating_calls(cli: str, tmp_path: Path) ->
             server.url,
             "--concurrency",
             "2",
+            "-k",
+            "2",  # the fake planner's two ablations: no plan is short and asked again
         ]
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

@@ -125,8 +125,9 @@ def test_five_plans_without_a_client_share_one_client(
     fake_llm.default = REPLY
     before = {t for t in threading.enumerate() if t.name.startswith("ablationkit-")}
     try:
-        for k in range(1, 6):  # five different requests: none answered from the cache
-            plan(sample, model="m", api_base=fake_llm.url, k=k, raw_dir=tmp_path)
+        for seed in range(1, 6):  # five different requests: none answered from the cache
+            # k=2: the reply's two ablations are the whole plan (a short one is asked again)
+            plan(sample, model="m", api_base=fake_llm.url, k=2, seed=seed, raw_dir=tmp_path)
         threads = {t for t in threading.enumerate() if t.name.startswith("ablationkit-")}
         # one event loop and one cache writer, not five of each
         assert sorted(t.name for t in threads - before) == ["ablationkit-cache", "ablationkit-lm"]
@@ -168,7 +169,10 @@ def test_dry_run_prepares_the_prompts_the_run_sends_context_fitting_included(
 ) -> None:
     # The sample dataset's reviewer instance reads the whole KESTREL paper: at 4900 tokens
     # of context its appendix must go, in the dry run as in the run.
-    config = PlanConfig.build(model="m", api_base="http://127.0.0.1:9/v1", k=2, max_context=4900)
+    # (the reply budget set by hand: a plan of 2 on this machine would get 520 tokens)
+    config = PlanConfig.build(
+        model="m", api_base="http://127.0.0.1:9/v1", k=2, max_context=4900, max_tokens=2400
+    )
     estimate = dry_run("sample", config, ids=["kestrel-sample-review"])
     assert estimate.requests == 1 and estimate.failed == {}
     assert estimate.trimmed["kestrel-sample-review"][0].startswith("appendix: ")

@@ -3,17 +3,24 @@ drop, short-plan and loop handling against scripted replies over real HTTP."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ablationkit.lm import LMClient
+from ablationkit.papers import load_paper, sample_paper_path
+from ablationkit.planner import PlanConfig, PlanError, PlanProgress, plan
 from ablationkit.planner.guards import (
     PROMPT_EXAMPLE_JSON,
     PROMPT_EXAMPLES,
     example_copy,
     placeholder,
 )
-from ablationkit.schema import Ablation
+from ablationkit.schema import Ablation, Plan
+from ablationkit.testing import FakeLLMServer
+from ablationkit.testing.fake_server import Reply
 
 MESH_PAPER = (
     "We reconstruct meshes from point clouds with a point encoder, a deformation decoder and a "
@@ -116,3 +123,348 @@ def test_placeholders_are_named(fields: dict[str, Any], reason: str) -> None:
 )
 def test_concrete_items_pass(fields: dict[str, Any]) -> None:
     assert placeholder(item(**fields)) is None
+
+
+# ------------------------------------------------------------------ the planner, over HTTP
+SCORER = {
+    "name": "No learned scorer",
+    "ablated_part": "the lightweight relevance scorer",
+    "action": "REPLACE",
+    "replacement": ["CLIP similarity to the question"],
+    "metrics": ["accuracy"],
+}
+DPP = {
+    "name": "Top-K instead of DPP",
+    "ablated_part": "diversity-regularised DPP selection",
+    "action": "REPLACE",
+    "replacement": ["top-K by relevance", "uniform sampling"],
+    "metrics": ["accuracy"],
+}
+BUDGET = {
+    "name": "Frame budget",
+    "ablated_part": "number of frames K",
+    "action": "REPLACE",
+    "replacement": ["8", "32"],
+    "metrics": ["accuracy"],
+}
+DISTIL = {
+    "name": "No distillation",
+    "ablated_part": "answer-likelihood distillation",
+    "action": "REMOVE",
+    "replacement": None,
+    "metrics": ["accuracy"],
+}
+COPIED = {
+    "name": "Number of attention heads",
+    "ablated_part": "the 8 attention heads of the fusion encoder",
+    "action": "REPLACE",
+    "replacement": ["4", "16"],
+    "metrics": ["accuracy"],
+}
+VAGUE = {
+    "name": "Simpler scorer",
+    "ablated_part": "the relevance scorer",
+    "action": "REPLACE",
+    "replacement": ["a simpler model"],
+    "metrics": ["accuracy"],
+}
+REASONING = "KESTREL scores frames, selects them with a DPP and distils answer likelihoods."
+
+
+def reply(*items: dict[str, Any], reasoning: str = REASONING) -> str:
+    return json.dumps({"reasoning": reasoning, "ablations": list(items)})
+
+
+def more(*items: dict[str, Any]) -> str:
+    return json.dumps({"ablations": list(items)})
+
+
+def planned(
+    server: FakeLLMServer, tmp_path: Path, notes: list[str] | None = None, **settings: Any
+) -> Plan:
+    settings.setdefault("model", "m")
+    progress = PlanProgress(on_stage=notes.append) if notes is not None else None
+    with LMClient(cache=False, timeout=10) as client:
+        return plan(
+            load_paper(sample_paper_path()),
+            client=client,
+            api_base=server.url,
+            raw_dir=tmp_path,
+            progress=progress,
+            **settings,
+        )
+
+
+def test_an_item_copying_the_example_is_asked_again_on_the_same_prefix_and_replaced(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    first = reply(SCORER, COPIED, BUDGET)
+    fake_llm.script(first, more(DISTIL))
+    result = planned(fake_llm, tmp_path, k=3)
+    assert [a.name for a in result.ablations] == [
+        "No learned scorer",
+        "No distillation",
+        "Frame budget",
+    ]
+    assert len(fake_llm.requests) == 2
+    main, follow = fake_llm.requests
+    # the same conversation, continued: the runtime's prompt cache covers the paper
+    assert follow["messages"][:2] == main["messages"]
+    assert follow["messages"][2] == {"role": "assistant", "content": first}
+    ask = follow["messages"][3]["content"]
+    assert '"Number of attention heads": it copies "fusion encoder"' in ask
+    assert '"No learned scorer"; "Frame budget"' in ask  # kept: not to be repeated
+    schema = follow["response_format"]["json_schema"]["schema"]
+    assert list(schema["properties"]) == ["ablations"]
+    assert schema["properties"]["ablations"]["maxItems"] == 1
+    assert (
+        '(Dropped by the planner: "Number of attention heads" \u2014 it copies' in result.reasoning
+    )
+    assert result.usage is not None and result.usage.completion_tokens > 0
+
+
+def test_an_item_still_unusable_after_the_one_re_ask_is_dropped_with_a_note(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    none = {**DISTIL, "name": "Add a term", "action": "ADD", "replacement": ["None"]}
+    fake_llm.script(reply(SCORER, none, BUDGET), more(VAGUE), more(DPP))
+    notes: list[str] = []
+    result = planned(fake_llm, tmp_path, notes, k=3)
+    assert len(fake_llm.requests) == 2  # re-asked once, never twice
+    assert [a.name for a in result.ablations] == ["No learned scorer", "Frame budget"]
+    assert "\"Add a term\" \u2014 ADD with placeholder value 'None'" in result.reasoning
+    assert (
+        "\"Simpler scorer\" \u2014 REPLACE with vague value 'a simpler model'" in result.reasoning
+    )
+    assert "warning: the plan has 2 of the 3 ablations asked for" in notes
+
+
+def test_a_plan_the_model_ended_short_is_completed_by_one_re_ask(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.script(reply(SCORER, BUDGET), more(dict(SCORER, name="Learned scorer"), DPP))
+    notes: list[str] = []
+    result = planned(fake_llm, tmp_path, notes, k=4)
+    ask = fake_llm.requests[1]["messages"][-1]["content"]
+    assert "You gave 2 of the 4 ablations asked for." in ask
+    assert 'do not repeat them: "No learned scorer"; "Frame budget"' in ask
+    assert "2 new ablations" in ask
+    # the repeated item is not taken; the plan stays short and says so, never padded
+    assert [a.name for a in result.ablations] == [
+        "No learned scorer",
+        "Frame budget",
+        "Top-K instead of DPP",
+    ]
+    assert "warning: the plan has 3 of the 4 ablations asked for" in notes
+
+
+def test_unusable_and_missing_items_share_one_follow_up_call(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.script(reply(SCORER, VAGUE), more(DPP, DISTIL, BUDGET))
+    result = planned(fake_llm, tmp_path, k=4)
+    assert len(fake_llm.requests) == 2
+    schema = fake_llm.requests[1]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["ablations"]["maxItems"] == 3
+    assert [a.name for a in result.ablations] == [
+        "No learned scorer",
+        "Top-K instead of DPP",
+        "No distillation",
+        "Frame budget",
+    ]
+
+
+def test_a_reply_cut_at_its_token_limit_is_not_asked_for_more(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.script(Reply(reply(SCORER, BUDGET), finish_reason="length"))
+    notes: list[str] = []
+    result = planned(fake_llm, tmp_path, notes, k=3)
+    assert len(fake_llm.requests) == 1 and len(result.ablations) == 2
+    assert "warning: the plan has 2 of the 3 ablations asked for" in notes
+
+
+def test_a_follow_up_that_cannot_be_used_keeps_the_plan_with_a_warning(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.script(reply(SCORER, BUDGET), "I cannot think of more.")
+    notes: list[str] = []
+    result = planned(fake_llm, tmp_path, notes, k=3)
+    assert [a.name for a in result.ablations] == ["No learned scorer", "Frame budget"]
+    assert any(n.startswith("warning: the follow-up reply could not be used") for n in notes)
+
+
+def test_placeholder_values_and_metrics_beside_concrete_ones_are_cleaned_without_a_call(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    mixed = {**DPP, "replacement": ["top-K by relevance", "N/A"], "metrics": ["return", "accuracy"]}
+    fake_llm.script(reply(SCORER, mixed, BUDGET))
+    result = planned(fake_llm, tmp_path, k=3)
+    assert len(fake_llm.requests) == 1
+    assert result.ablations[1].replacement == ["top-K by relevance"]
+    assert result.ablations[1].metrics == ["accuracy"]
+
+
+def test_a_reasoning_that_restates_the_instructions_gets_a_note_not_a_re_ask(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    parroted = (
+        "I will read the method section and list its main components: modules, loss terms, "
+        "training procedures, data choices and hyper-parameters. Ablation studies attribute "
+        "the method's performance to its major components."
+    )
+    fake_llm.script(reply(SCORER, DPP, BUDGET, reasoning=parroted))
+    notes: list[str] = []
+    result = planned(fake_llm, tmp_path, notes, k=3)
+    assert len(fake_llm.requests) == 1
+    assert "restates the instructions the model was given" in result.reasoning
+    assert "warning: the reasoning mostly restates the planner's instructions" in notes
+    fake_llm.script(reply(SCORER, DPP, BUDGET))
+    assert "restates" not in planned(fake_llm, tmp_path, k=3).reasoning
+
+
+def test_the_prompt_asks_for_reasoning_about_the_paper_and_k_items(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.script(reply(SCORER, DPP, BUDGET))
+    planned(fake_llm, tmp_path, k=3)
+    system, user = (m["content"] for m in fake_llm.requests[0]["messages"])
+    assert "its main components, named as the paper names them" in system
+    assert "up to 3" not in system and "[<3 ablation objects" in system
+    assert "do not reuse its wording" in system and PROMPT_EXAMPLE_JSON in system
+    assert "say why each one you ablate matters" in user
+
+
+def test_a_looping_stream_is_stopped_and_goes_to_the_repair_path(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    loop = "The scorer is the most important part of this method here. " * 40
+    looping = '{"reasoning": "' + loop + 'TAIL-NEVER-READ"'
+    fake_llm.script(looping, reply(SCORER, DPP, BUDGET))
+    seen: list[str] = []
+    notes: list[str] = []
+    with LMClient(cache=False, timeout=10) as client:
+        result = plan(
+            load_paper(sample_paper_path()),
+            client=client,
+            api_base=fake_llm.url,
+            model="m",
+            k=3,
+            progress=PlanProgress(on_token=seen.append, on_stage=notes.append),
+        )
+    assert fake_llm.requests[0]["stream"] is True
+    streamed = "".join(seen)
+    assert streamed.count("The scorer is the most important") < 5 and "TAIL" not in streamed
+    repair = fake_llm.requests[1]["messages"]
+    assert repair[-2]["role"] == "assistant" and "TAIL" not in repair[-2]["content"]
+    assert "kept repeating one sentence" in repair[-1]["content"]
+    assert len(result.ablations) == 3
+    assert any("kept repeating one sentence" in n for n in notes)
+
+
+def test_a_plan_that_loops_twice_fails_with_the_raw_reply_saved(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    loop = '{"reasoning": "' + "We must ablate the scorer of the method right now. " * 10
+    fake_llm.script(loop, loop)
+    progress = PlanProgress(on_token=lambda _piece: None)
+    with (
+        pytest.raises(PlanError, match="kept repeating one sentence"),
+        LMClient(cache=False, timeout=10) as client,
+    ):
+        plan(
+            load_paper(sample_paper_path()),
+            client=client,
+            api_base=fake_llm.url,
+            model="m",
+            raw_dir=tmp_path,
+            progress=progress,
+        )
+    (raw,) = tmp_path.glob("*.author.raw.txt")
+    assert raw.read_text("utf-8").count("We must ablate the scorer") >= 6  # both replies
+
+
+def test_replies_on_this_machine_are_budgeted_for_k_items(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.script(reply(SCORER, BUDGET), more(DPP))
+    planned(fake_llm, tmp_path, k=3)
+    main, follow = fake_llm.requests
+    assert main["max_tokens"] == 200 + 160 * 3 and follow["max_tokens"] == 200 + 160 * 1
+    schema = main["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["reasoning"]["maxLength"] == 800
+    assert PlanConfig().reply_tokens_for(local=False) == 3000  # the remote cap, as before
+    assert PlanConfig(k=3).reply_tokens_for(local=True) == 680
+
+
+def test_the_ablationbench_protocol_is_not_guarded(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
+    rows = "\n".join(json.dumps(r) for r in (COPIED, VAGUE))
+    fake_llm.script(f"<discussion>d</discussion>\n<predictions>\n{rows}\n</predictions>")
+    with LMClient(cache=False, timeout=10) as client:
+        result = plan(
+            sample_paper_path(),
+            client=client,
+            api_base=fake_llm.url,
+            model="m",
+            protocol="ablationbench",
+            mode="author",
+        )
+    assert len(fake_llm.requests) == 1 and [a.name for a in result.ablations] == [
+        "Number of attention heads",
+        "Simpler scorer",
+    ]
+    assert fake_llm.requests[0]["max_tokens"] == 3000
+
+
+# ------------------------------------------------------------------ planner-added sweeps
+MESH = """# Contrastive Mesh Fitting
+
+## Abstract
+
+We fit meshes to point clouds with a contrastive loss.
+
+## 1 Method
+
+Each point is masked when $m_i = 1$. We train a point encoder with a contrastive loss whose
+margin is $c = 0.2$, and a deformation decoder.
+
+## 2 Experiments
+
+We report Chamfer distance and normal consistency.
+"""
+REMOVES = [
+    {
+        "name": f"No {part}",
+        "ablated_part": f"the {part}",
+        "action": "REMOVE",
+        "replacement": None,
+        "metrics": ["Chamfer distance"],
+    }
+    for part in ("point encoder", "contrastive loss", "deformation decoder")
+]
+
+
+def _mesh_plan(server: FakeLLMServer, tmp_path: Path, text: str) -> Plan:
+    path = tmp_path / "mesh.md"
+    path.write_text(text, "utf-8")
+    server.script(reply(*REMOVES, reasoning="The encoder, the loss and the decoder matter."))
+    with LMClient(cache=False, timeout=10) as client:
+        return plan(path, client=client, api_base=server.url, model="m", k=3, raw_dir=tmp_path)
+
+
+def test_a_planner_added_sweep_says_which_quantity_its_symbol_is(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    sweep = _mesh_plan(fake_llm, tmp_path, MESH).ablations[-1]
+    assert sweep.ablated_part == "c, the margin of the contrastive loss, 0.2 in the paper"
+    assert sweep.name == "Sensitivity to the margin of the contrastive loss (c)"
+    assert sweep.replacement == ["0.1", "0.4"]
+
+
+def test_an_undefined_symbol_or_a_mask_indicator_is_never_swept(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    bare = MESH.replace("with a contrastive loss whose\nmargin is $c = 0.2$", "and set $c = 0.2$")
+    result = _mesh_plan(fake_llm, tmp_path, bare)
+    assert [a.name for a in result.ablations] == [r["name"] for r in REMOVES]
+    assert "Added by the planner" not in result.reasoning

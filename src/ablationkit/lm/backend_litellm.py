@@ -11,7 +11,13 @@ from typing import Any
 
 from ablationkit.lm.backend_openai import TokenCallback, TransientError, classify, response_format
 from ablationkit.lm.routes import Route
-from ablationkit.lm.types import Completion, Message, ModelUnavailableError, TokenUsage
+from ablationkit.lm.types import (
+    Completion,
+    Message,
+    ModelUnavailableError,
+    StopGeneration,
+    TokenUsage,
+)
 
 
 def _litellm() -> Any:
@@ -68,11 +74,19 @@ async def call(
             stream=True, stream_options={"include_usage": True}, **kwargs
         )
         async for chunk in stream:
+            stopped = None
             for choice in chunk.choices or []:
                 if choice.delta and choice.delta.content:
                     pieces.append(choice.delta.content)
-                    on_token(choice.delta.content)
+                    try:
+                        on_token(choice.delta.content)
+                    except StopGeneration as stop:  # the caller ends the reply here
+                        stopped = stop
+                        break
                 finish_reason = choice.finish_reason or finish_reason
+            if stopped is not None:
+                finish_reason = stopped.finish_reason
+                break
             usage = getattr(chunk, "usage", None)
             if usage:
                 usage_out = TokenUsage(usage.prompt_tokens or 0, usage.completion_tokens or 0)

@@ -14,7 +14,7 @@ from typing import Any
 from ablationkit.lm.keys import redact
 from ablationkit.lm.retry import parse_retry_after
 from ablationkit.lm.routes import Route, is_loopback
-from ablationkit.lm.types import Completion, Message, ModelCallError, TokenUsage
+from ablationkit.lm.types import Completion, Message, ModelCallError, StopGeneration, TokenUsage
 
 TokenCallback = Callable[[str], None]
 _UNUSED = {
@@ -203,8 +203,11 @@ async def _stream(
     timeout: float | None,
     on_token: TokenCallback,
 ) -> Completion:
-    """One streamed reply, each piece handed to ``on_token`` as it arrives."""
+    """One streamed reply, each piece handed to ``on_token`` as it arrives; ``on_token``
+    raising ``StopGeneration`` ends the reply there (the stream is closed, so the server
+    stops generating)."""
     pieces: list[str] = []
+    stopped: StopGeneration | None = None
     usage = TokenUsage()
     finish_reason = None
     model = route.model_name
@@ -225,8 +228,16 @@ async def _stream(
                 delta = choice.delta.content if choice.delta else None
                 if delta:
                     pieces.append(delta)
-                    on_token(delta)
+                    try:
+                        on_token(delta)
+                    except StopGeneration as stop:
+                        stopped = stop
+                        break
                 finish_reason = choice.finish_reason or finish_reason
+            if stopped is not None:
+                break
+    if stopped is not None:
+        finish_reason = stopped.finish_reason
     if finish_reason is None:
         raise TransientError("stream ended before the reply was complete")
     return Completion(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 import time
 from collections.abc import Coroutine
@@ -44,6 +45,7 @@ from ablationkit.lm.types import (
     ModelCallError,
     ModelConfigError,
     ModelUnavailableError,
+    StopGeneration,
     request_key,
 )
 
@@ -99,6 +101,13 @@ def attempt_timeout(route: Route, timeout: float | None = None) -> float | None:
     if timeout is not None:
         return timeout
     return LOOPBACK_TIMEOUT if is_loopback(route.base_url) else REMOTE_TIMEOUT
+
+
+def _show_whole(on_token: TokenCallback, text: str) -> None:
+    """Hand a reply that came whole (cached, replayed, not streamed) to ``on_token``; a
+    ``StopGeneration`` it raises has nothing left to stop: the reply is already complete."""
+    with contextlib.suppress(StopGeneration):
+        on_token(text)
 
 
 def _as_messages(messages: str | list[Message]) -> list[Message]:
@@ -178,14 +187,14 @@ class LMClient:
             if hit is not None:
                 hit.cached, hit.cost, hit.latency = True, 0.0, 0.0
                 if on_token is not None:
-                    on_token(hit.text)
+                    _show_whole(on_token, hit.text)
                 self._count(hit)
                 return hit
         replay_key = request_key("", None, chat, params, schema)
         if route.kind == "replay":
             completion = self._replay(route, replay_key)
             if on_token is not None:
-                on_token(completion.text)
+                _show_whole(on_token, completion.text)
             self._count(completion)
             return completion
         if isinstance(deadline, (int, float)):
@@ -203,7 +212,7 @@ class LMClient:
                 on_retry,
             )
         if on_token is not None and streamed is None:
-            on_token(completion.text)
+            _show_whole(on_token, completion.text)
         if use_cache and self._cache is not None:
             # written by the cache's own thread: a commit per reply through the loop's
             # executor added ~100 ms to every request at 50 in flight

@@ -55,6 +55,17 @@ class Completion:
         return cls(**data)
 
 
+class StopGeneration(Exception):
+    """Raised by an ``on_token`` callback to end a streamed reply where it is (the planner
+    stops a reply that loops on one sentence instead of waiting minutes for its token
+    limit): the call returns the text so far, with ``finish_reason`` set to this one."""
+
+    def __init__(self, reason: str, finish_reason: str = "stopped") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.finish_reason = finish_reason
+
+
 class ModelError(AblationKitError):
     """A model could not be used or did not answer usefully."""
 

@@ -32,6 +32,14 @@ from ablationkit.schema import Mode, parse_mode
 REPLY_TOKENS = 3000
 
 
+def local_reply_tokens(k: int) -> int:
+    """The reply budget of a plan of ``k`` on a model on this machine (the embedded one, a
+    llama.cpp or Ollama server) when the user set none: the reasoning (at most 800
+    characters) and ``k`` items of ~160 tokens. At ~10 tokens/s on a CPU the 3000 of a
+    remote model's cap meant minutes of generation for a reply that loops or rambles."""
+    return 200 + 160 * k
+
+
 class PlanConfigError(AblationKitError):
     """A plan setting that does not exist or has a bad value: bad input, exit code 2."""
 
@@ -205,6 +213,15 @@ class PlanConfig(BaseModel):
     def reply_tokens(self) -> int:
         return self.generation.max_tokens
 
+    def reply_tokens_for(self, local: bool, items: int | None = None) -> int:
+        """``max_tokens`` of a plan's call for ``items`` ablations (default ``k``): the
+        user's ``generation.max_tokens`` when set, else ``local_reply_tokens`` for a model on
+        this machine and ``REPLY_TOKENS`` (the hard cap) for a remote one."""
+        if local and "max_tokens" not in self.generation.model_fields_set:
+            wanted = self.k if items is None else items
+            return min(local_reply_tokens(wanted), self.generation.max_tokens)
+        return self.generation.max_tokens
+
     def request_params(self) -> dict[str, Any]:
         return self.generation.request_params()
 
@@ -232,5 +249,6 @@ __all__ = [
     "PlanConfig",
     "PlanConfigError",
     "known_settings",
+    "local_reply_tokens",
     "reference_k",
 ]

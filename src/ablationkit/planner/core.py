@@ -28,11 +28,23 @@ from ablationkit.lm.keys import redact
 from ablationkit.lm.models import Model, resolve_model
 from ablationkit.lm.repair import RepairFailed, acomplete_and_parse
 from ablationkit.lm.retry import Deadline, RetryCallback, RetryEvent
-from ablationkit.lm.types import Completion
+from ablationkit.lm.routes import is_loopback
+from ablationkit.lm.types import Completion, ModelError
 from ablationkit.papers import Paper, load_paper, view
 from ablationkit.planner.budget import FitResult, fit_to_budget
 from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
-from ablationkit.planner.guards import PROMPT_EXAMPLE_JSON
+from ablationkit.planner.guards import (
+    PROMPT_EXAMPLE_JSON,
+    RepetitionGuard,
+    concrete_metrics,
+    concrete_values,
+    describe_setting,
+    example_copy,
+    is_index_or_indicator,
+    is_symbol,
+    placeholder,
+    restated_share,
+)
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
 from ablationkit.planner.ids import paper_id_for, title_slug
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
@@ -83,21 +95,49 @@ class PlanError(AblationKitError):
         super().__init__(message, where=where)
 
 
+def _text(limit: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": limit}
+
+
 def plan_schema(k: int) -> dict[str, Any]:
     """JSON schema of a reply; "reasoning" comes first so the model thinks before listing.
 
     Lengths are bounded so that a small model that starts repeating itself is forced on to
-    the next field instead of filling its token budget inside one string.
+    the next field instead of filling its token budget inside one string: the reasoning
+    gets 800 characters (3 to 6 sentences about the paper), an ablated part 200.
     """
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": _text(800),
+            "ablations": _items(k),
+        },
+        "required": ["reasoning", "ablations"],
+    }
 
-    def text(limit: int) -> dict[str, Any]:
-        return {"type": "string", "minLength": 1, "maxLength": limit}
 
-    ablation = {
+def _items_schema(n: int) -> dict[str, Any]:
+    """JSON schema of a follow-up reply: just ``n`` more ablations (no reasoning to pay for)."""
+    return {
+        "type": "object",
+        "properties": {
+            "ablations": _items(n),
+        },
+        "required": ["ablations"],
+    }
+
+
+def _items(n: int) -> dict[str, Any]:
+    return {"type": "array", "items": _ablation_schema(), "minItems": 1, "maxItems": n}
+
+
+def _ablation_schema() -> dict[str, Any]:
+    text = _text
+    return {
         "type": "object",
         "properties": {
             "name": text(120),
-            "ablated_part": text(300),
+            "ablated_part": text(200),
             "action": {"type": "string", "enum": ["REMOVE", "REPLACE", "ADD"]},
             "replacement": {
                 "anyOf": [{"type": "array", "items": text(120), "maxItems": 6}, {"type": "null"}]
@@ -105,14 +145,6 @@ def plan_schema(k: int) -> dict[str, Any]:
             "metrics": {"type": "array", "items": text(60), "maxItems": 6},
         },
         "required": ["name", "ablated_part", "action", "replacement", "metrics"],
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "reasoning": text(2000),
-            "ablations": {"type": "array", "items": ablation, "minItems": 1, "maxItems": k},
-        },
-        "required": ["reasoning", "ablations"],
     }
 
 
@@ -168,6 +200,8 @@ def render_messages(
 def _matching_setting(ablation: Ablation, hints: PaperHints) -> Setting | None:
     part = f"{ablation.name} {ablation.ablated_part}".lower()
     for setting in hints.settings:
+        if is_index_or_indicator(setting):
+            continue  # an index or a mask indicator is never a hyper-parameter to sweep
         name = setting.name.strip("\\").lower()
         if len(name) > 1 and re.search(rf"\b{re.escape(name)}\b", part):
             return setting
@@ -183,15 +217,11 @@ def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> 
     one of the paper's hyper-parameters. Papers' own ablations very often sweep a
     hyper-parameter, and small models rarely propose it: if no ablation touches a stated
     value (and k >= 3), the lowest-ranked ablation gives way to a sweep of the first value
-    the paper states. The reasoning says so (see ``plan``).
+    the paper states whose quantity a reader can tell ("c, the margin of the contrastive
+    loss, 0.2 in the paper": a bare symbol the paper never defines is not swept, nor is an
+    index or an indicator). The reasoning says so (see ``plan``).
     """
-    for ablation in ablations:
-        if ablation.action != "REMOVE" and not ablation.replacement:
-            setting = _matching_setting(ablation, hints)
-            if setting and setting.sweep():
-                ablation.replacement = setting.sweep()
-        if not ablation.metrics and hints.metrics:
-            ablation.metrics = hints.metrics[:3]
+    ablations = tidy_ablations(ablations, hints)
     sweeps_a_value = any(
         _matching_setting(a, hints)
         or any(re.fullmatch(r"[-+]?[\d.eE]+", str(r)) for r in a.replacement or [])
@@ -199,13 +229,16 @@ def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> 
     )
     if sweeps_a_value or k < 3:
         return ablations
-    candidates = [s for s in hints.settings if s.sweep()]
+    candidates = [(s, part) for s in hints.settings if s.sweep() and (part := describe_setting(s))]
     if not candidates:
         return ablations
-    setting = candidates[0]
+    setting, part = candidates[0]
+    quantity = setting.name
+    if is_symbol(setting.name) and setting.meaning and setting.meaning.startswith("the "):
+        quantity = f"{setting.meaning} ({setting.name})"
     sweep = Ablation(
-        name=f"Sensitivity to {setting.name}",
-        ablated_part=f"hyper-parameter {setting.name} = {setting.value} (the paper's value)",
+        name=f"Sensitivity to {quantity}",
+        ablated_part=part,
         action=Action.REPLACE,
         replacement=setting.sweep(),
         metrics=hints.metrics[:3],
@@ -213,6 +246,39 @@ def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> 
     if len(ablations) < k:
         return [*ablations, sweep]
     return [*ablations[:-1], sweep] if len(ablations) > 1 else [*ablations, sweep][:k]
+
+
+def tidy_ablations(ablations: list[Ablation], hints: PaperHints) -> list[Ablation]:
+    """What the planner fixes without asking the model again: placeholder values dropped
+    beside concrete ones (``["GRU", "None"]`` -> ``["GRU"]``), a REPLACE of one of the
+    paper's hyper-parameters given the sweep around its value, placeholder metrics ("None",
+    a bare "return") dropped and empty metrics filled with the paper's. What is left
+    unusable is for ``guard_problem``."""
+    for ablation in ablations:
+        if ablation.action != "REMOVE" and not isinstance(ablation.replacement, dict):
+            values = list(ablation.replacement or [])
+            concrete = concrete_values(values)
+            if concrete and len(concrete) < len(values):
+                ablation.replacement = concrete
+            elif not concrete:
+                setting = _matching_setting(ablation, hints)
+                if setting and setting.sweep():
+                    ablation.replacement = setting.sweep()
+        metrics = concrete_metrics(ablation.metrics)
+        if len(metrics) < len(ablation.metrics):
+            ablation.metrics = metrics
+        if not ablation.metrics and hints.metrics:
+            ablation.metrics = hints.metrics[:3]
+    return ablations
+
+
+def guard_problem(ablation: Ablation, paper_text: str) -> str | None:
+    """Why a planned item cannot be used as it is: it copies the prompt's example, or it
+    carries a placeholder (see ``planner.guards``); None when it is fine."""
+    copied = example_copy(ablation, paper_text)
+    if copied is not None:
+        return f'it copies "{copied}" from the format example, not from this paper'
+    return placeholder(ablation)
 
 
 @dataclass
@@ -339,11 +405,12 @@ def prepare_plan(
         reported=render_reported(reported),
     )
     template_tokens = sum(count(m["content"]) for m in template_only)
-    budget = window - template_tokens - config.budget.reserve - config.reply_tokens
+    reply_tokens = config.reply_tokens_for(on_this_machine(model))
+    budget = window - template_tokens - config.budget.reserve - reply_tokens
     if budget < 500:
         raise AblationKitError(
             f"the context of {model.id} ({window} tokens) is too small for a plan with "
-            f"{config.reply_tokens} reply tokens; use a larger --max-context, fewer "
+            f"{reply_tokens} reply tokens; use a larger --max-context, fewer "
             "max_tokens or another model"
         )
     if raw_text is not None:  # the reference's input: whole, unfitted; say when it is too long
@@ -505,8 +572,9 @@ async def acomplete_plan(
     client = client or default_client()
     if request.reference is not None:
         return await _acomplete_reference(request, client, raw_dir, progress)
-    config, model, k = request.config, request.model, request.k
+    model, k = request.model, request.k
     begun = time.perf_counter()  # total_s is load + this, not time spent queued in a batch
+    call = PlanCall.for_request(request, progress)
     try:
         (reasoning, ablations), replies = await acomplete_and_parse(
             client,
@@ -515,15 +583,9 @@ async def acomplete_plan(
             _parse,
             instruction='Reply again with only the JSON object {"reasoning": ..., '
             '"ablations": [...]} in the required format.',
-            on_repair=lambda error: progress.stage(
-                f"reply unusable ({error}); asking the model to repair it"
-            ),
+            on_repair=call.on_repair,
             schema=plan_schema(k),
-            on_token=progress.on_token,
-            on_retry=progress.retry,
-            timeout=config.timeout,
-            deadline=Deadline(config.deadline) if config.deadline else None,
-            **config.request_params(),
+            **call.kwargs(),
         )
     except RepairFailed as failure:
         raw_path = _save_raw(raw_dir, request.paper_id, request.mode, failure.replies)
@@ -533,17 +595,26 @@ async def acomplete_plan(
             where=request.paper_id,
         ) from None
     ablations = merge_duplicates(ablations)[:k]
-    # reviewer mode: planned items the paper already reports are dropped, with a note
+    reasoning = note_restated_reasoning(reasoning, request, progress)
+    # reviewer mode: what the paper already reports goes before the guard decides to ask for
+    # the missing items, and again after (on what that call returned)
+    reasoning, ablations = without_reported(reasoning, ablations, request.reported, progress.stage)
+    reasoning, ablations, more = await guard_ablations(
+        request, client, call, reasoning=reasoning, ablations=ablations, last=replies[-1]
+    )
+    replies = [*replies, *more]
     reasoning, ablations = without_reported(reasoning, ablations, request.reported, progress.stage)
     before = {id(a) for a in ablations}
     ablations = complete_ablations(ablations, unreported_hints(request.hints, request.reported), k)
     added = [a for a in ablations if id(a) not in before]
     if added:
         reasoning = (
-            f"{reasoning}\n\n(Added by the planner: {added[0].name.lower()}, a "
+            f"{reasoning}\n\n(Added by the planner: a sweep of {added[0].ablated_part}, a "
             "hyper-parameter value stated in the paper that no proposed ablation "
             "varied.)"
         ).strip()
+    if len(ablations) < k:
+        progress.stage(f"warning: the plan has {len(ablations)} of the {k} ablations asked for")
     total = request.load_seconds + time.perf_counter() - begun
     prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
     generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
@@ -563,6 +634,215 @@ async def acomplete_plan(
             total_s=round(total, 3),
         ),
     )
+
+
+def on_this_machine(model: Model) -> bool:
+    """Whether ``model`` runs here (the embedded model, or a server on a loopback address):
+    generation there is slow and paid in the user's time, so replies are budgeted tighter."""
+    return model.local or is_loopback(model.base_url)
+
+
+@dataclass
+class PlanCall:
+    """What every model call of one plan shares: its deadline, its request parameters (the
+    reply budget: ``PlanConfig.reply_tokens_for``) and the guard that stops a reply looping
+    on one sentence. Replies are streamed through that guard when someone watches them
+    (``on_token``) and always on the embedded model, where a loop costs minutes; elsewhere
+    they come whole, as before."""
+
+    progress: PlanProgress
+    timeout: float | None
+    deadline: Deadline | None
+    params: dict[str, Any]
+    guard: RepetitionGuard | None
+    local: bool
+
+    @classmethod
+    def for_request(cls, request: PlanRequest, progress: PlanProgress) -> PlanCall:
+        config, model = request.config, request.model
+        local = on_this_machine(model)
+        watched = progress.on_token is not None or model.local
+        return cls(
+            progress=progress,
+            timeout=config.timeout,
+            deadline=Deadline(config.deadline) if config.deadline else None,
+            params={**config.request_params(), "max_tokens": config.reply_tokens_for(local)},
+            guard=RepetitionGuard(progress.on_token) if watched else None,
+            local=local,
+        )
+
+    def on_repair(self, error: str) -> None:
+        self.progress.stage(f"reply unusable ({error}); asking the model to repair it")
+        if self.guard is not None:
+            self.guard.reset()  # the repair is a new reply
+
+    def on_retry(self, event: RetryEvent) -> None:
+        if self.guard is not None:
+            self.guard.reset()
+        self.progress.retry(event)
+
+    def kwargs(self, **params: Any) -> dict[str, Any]:
+        """Keyword arguments of ``LMClient.acomplete`` (``params`` override the request's)."""
+        if self.guard is not None:
+            self.guard.reset()
+        return {
+            "on_token": self.guard if self.guard is not None else self.progress.on_token,
+            "on_retry": self.on_retry,
+            "timeout": self.timeout,
+            "deadline": self.deadline,
+            **{**self.params, **params},
+        }
+
+
+def _paper_text(request: PlanRequest) -> str:
+    """What the model read of the paper: the user messages (the system message holds the
+    format example, which an item must not count as the paper's wording)."""
+    return "\n".join(str(m["content"]) for m in request.messages if m.get("role") == "user")
+
+
+def _instruction_text(config: PlanConfig) -> str:
+    """Our prompts without any paper in them: what a reasoning must not merely restate."""
+    messages = render_messages(
+        Paper(), config.mode, config.k, paper_text="", hints="", prompt_file=config.prompt_file
+    )
+    return "\n".join(m["content"] for m in messages)
+
+
+def note_restated_reasoning(reasoning: str, request: PlanRequest, progress: PlanProgress) -> str:
+    """``reasoning`` with a note when it mostly restates our instructions ("I will read the
+    method section and list its components") instead of reasoning about the paper; such a
+    reply is not asked again (its ablations may still be good), but the reader is told."""
+    if restated_share(reasoning, _instruction_text(request.config)) < 0.5:
+        return reasoning
+    progress.stage("warning: the reasoning mostly restates the planner's instructions")
+    return (
+        f"{reasoning}\n\n(Note from the planner: most of this reasoning restates the "
+        "instructions the model was given rather than discussing the paper.)"
+    ).strip()
+
+
+def _quoted(ablations: list[Ablation]) -> str:
+    return "; ".join(f'"{a.name}"' for a in ablations)
+
+
+def _follow_up_prompt(
+    bad: list[tuple[Ablation, str]], kept: list[Ablation], wanted: int, k: int, given: int
+) -> str:
+    lines = []
+    if bad:
+        lines.append("These ablations of your plan cannot be used:")
+        lines.extend(f'- "{a.name}": {why}.' for a, why in bad)
+    if given < k:
+        lines.append(f"You gave {given} of the {k} ablations asked for.")
+    if kept:
+        lines.append(f"Keep these, and do not repeat them: {_quoted(kept)}.")
+    lines.append(
+        'Reply with only the JSON object {"ablations": [...]} holding '
+        f"{wanted} new ablation{'s' if wanted > 1 else ''} of this paper, most important "
+        "first. Each names a component of THIS paper as the paper names it (a module, loss "
+        "term, training step, data choice or hyper-parameter); REPLACE and ADD list concrete "
+        "alternatives or values taken from the paper, never None, N/A or a vague "
+        '"simpler model".'
+    )
+    return "\n".join(lines)
+
+
+async def _ask_for_more(
+    request: PlanRequest,
+    client: LMClient,
+    call: PlanCall,
+    last: Completion,
+    prompt: str,
+    wanted: int,
+) -> tuple[list[Ablation], list[Completion]]:
+    """One follow-up call on the same conversation (its prefix is the plan's prompt, so the
+    runtime's prompt cache spares re-reading the paper), bound by a schema for ``wanted``
+    items. A failed call or an unusable reply leaves the plan as it is, with a warning."""
+    messages = [
+        *request.messages,
+        {"role": "assistant", "content": last.text},
+        {"role": "user", "content": prompt},
+    ]
+    budget = request.config.reply_tokens_for(call.local, items=wanted)
+    try:
+        reply = await client.acomplete(
+            messages,
+            request.model,
+            schema=_items_schema(wanted),
+            **call.kwargs(max_tokens=budget),
+        )
+    except ModelError as exc:
+        call.progress.stage(f"warning: the follow-up request failed ({exc.message})")
+        return [], []
+    try:
+        _reasoning, items = parse_plan_reply(reply.text)
+    except ReplyParseError as exc:
+        call.progress.stage(f"warning: the follow-up reply could not be used ({exc.message})")
+        return [], [reply]
+    return items, [reply]
+
+
+def _repeats(ablation: Ablation, others: list[Ablation]) -> bool:
+    """Whether ``ablation`` is a near-duplicate of one of ``others`` (``merge_duplicates``'
+    rule, on copies: nothing is merged into the kept items)."""
+    copies = [a.model_copy(deep=True) for a in [*others, ablation]]
+    return len(merge_duplicates(copies)) <= len(others)
+
+
+async def guard_ablations(
+    request: PlanRequest,
+    client: LMClient,
+    call: PlanCall,
+    *,
+    reasoning: str,
+    ablations: list[Ablation],
+    last: Completion,
+) -> tuple[str, list[Ablation], list[Completion]]:
+    """The guard rails on a parsed plan: ``(reasoning, ablations, extra replies)``.
+
+    Items that copy the prompt's example or carry a placeholder (``guard_problem``), and the
+    missing ones when the model stopped on its own short of ``k`` (not when it hit its token
+    limit or looped), are asked for again in ONE follow-up call; replacements take the
+    places of the unusable items. Whatever is still unusable is dropped, and the reasoning
+    says which and why. A plan stays short rather than padded with junk.
+    """
+    k, hints = request.k, request.hints
+    paper_text = _paper_text(request)
+    items = tidy_ablations(ablations, hints)
+    problems = {id(a): why for a in items if (why := guard_problem(a, paper_text)) is not None}
+    stopped_early = last.finish_reason not in ("length", RepetitionGuard.FINISH_REASON)
+    missing = max(0, k - len(items)) if stopped_early else 0
+    if not problems and not missing:
+        return reasoning, items, []
+    bad = [(a, problems[id(a)]) for a in items if id(a) in problems]
+    kept = [a for a in items if id(a) not in problems]
+    wanted = len(bad) + missing
+    call.progress.stage(
+        f"asking the model again for {wanted} ablation{'s' if wanted > 1 else ''}"
+        + (f" ({len(bad)} unusable)" if bad else "")
+    )
+    prompt = _follow_up_prompt(bad, kept, wanted, k, len(items))
+    new, replies = await _ask_for_more(request, client, call, last, prompt, wanted)
+    dropped = list(bad)
+    fresh: list[Ablation] = []
+    for ablation in tidy_ablations(merge_duplicates(new), hints):
+        why = guard_problem(ablation, paper_text)
+        if why is not None:
+            dropped.append((ablation, why))
+        elif len(fresh) < wanted and not _repeats(ablation, [*kept, *fresh]):
+            fresh.append(ablation)
+    result: list[Ablation] = []
+    for ablation in items:  # a replacement takes the place of the item it replaces
+        if id(ablation) not in problems:
+            result.append(ablation)
+        elif fresh:
+            result.append(fresh.pop(0))
+    result = [*result, *fresh][:k]
+    if dropped:
+        listed = "; ".join(f'"{a.name}" — {why}' for a, why in dropped)
+        reasoning = f"{reasoning}\n\n(Dropped by the planner: {listed}.)".strip()
+        call.progress.stage(f"dropped {len(dropped)} unusable ablation(s): {listed}")
+    return reasoning, result, replies
 
 
 def plan(
@@ -637,6 +917,10 @@ def _parse(reply: Completion) -> tuple[str, list[Ablation]]:
             raise ReplyParseError(
                 f"{exc.message}; the reply hit the token limit after "
                 f"{reply.usage.completion_tokens} tokens"
+            ) from None
+        if reply.finish_reason == RepetitionGuard.FINISH_REASON:
+            raise ReplyParseError(
+                f"{exc.message}; the reply was stopped because it kept repeating one sentence"
             ) from None
         raise
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ablationkit.planner.hints import Setting
 from ablationkit.schema import Ablation
 
 
@@ -226,14 +227,162 @@ def concrete_metrics(metrics: list[str]) -> list[str]:
     return [metric for metric in metrics if not placeholder_metric(metric)]
 
 
+# ------------------------------------------------------------------ planner-added sweeps
+_INDEX_NAMES = frozenset("i j t n".split())
+_INDICATOR_WORDS = re.compile(
+    r"\b(?:index|indices|indicator|mask|masks|masked|binary|boolean|flag|whether|iteration|"
+    r"step|timestep|time step|position)\b",
+    re.I,
+)
+
+
+def _symbol_parts(name: str) -> tuple[str, str]:
+    """``m_{i}`` -> (``m``, ``i``); ``\\lambda`` -> (``lambda``, "")."""
+    base, _, sub = name.strip().lstrip("\\").partition("_")
+    return base, sub.strip("{}")
+
+
+def is_symbol(name: str) -> bool:
+    """Whether a setting's name is a bare symbol (``c``, ``\\lambda``, ``N_c``) rather than
+    the words of a quantity (``learning rate``, ``margin``)."""
+    name = name.strip()
+    return name.startswith("\\") or "_" in name or "{" in name or len(name) <= 3
+
+
+def is_index_or_indicator(setting: Setting) -> bool:
+    """Whether a ``$x = v$`` of the paper is an index, a per-element variable or an
+    indicator rather than a hyper-parameter: ``i``, ``t``, ``n``; anything subscripted by an
+    index (``m_i``, ``x_t``); anything the paper calls a mask, index or indicator. Sweeping
+    ``m_i = 1`` (a mask indicator) is not an ablation."""
+    if not is_symbol(setting.name):
+        return False
+    base, sub = _symbol_parts(setting.name)
+    if base in _INDEX_NAMES or (sub and set(sub.replace(",", "")) <= set("ijktn")):
+        return True
+    return bool(setting.meaning and _INDICATOR_WORDS.search(setting.meaning))
+
+
+def describe_setting(setting: Setting) -> str | None:
+    """The ablated part of a planner-added sweep: "c, the margin of the contrastive loss,
+    0.2 in the paper"; None when the setting must not be swept (an index or indicator) or
+    is a bare symbol whose meaning the paper's text did not give (a reader cannot tell what
+    "c = 0.2" is, so the sweep is not added)."""
+    if is_index_or_indicator(setting):
+        return None
+    if is_symbol(setting.name):
+        if not setting.meaning:
+            return None
+        return f"{setting.name}, {setting.meaning}, {setting.value} in the paper"
+    return f"{setting.name}, {setting.value} in the paper"
+
+
+# ------------------------------------------------------------------ reasoning about the paper
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+
+
+def restated_share(reasoning: str, instructions: str) -> float:
+    """The share of the reasoning's sentences that restate an instruction sentence.
+
+    A sentence restates an instruction when at least 60% of its content words (4 or more)
+    are the content words of one sentence of ``instructions`` ("I will read the method
+    section and list its main components"). A reasoning about the paper names the paper's
+    own components, which the instructions never contain, so it scores near 0.
+    """
+    rules = [
+        {_stem(w) for w in _content(_words(sentence))} for sentence in _sentences(instructions)
+    ]
+    rules = [rule for rule in rules if len(rule) >= 3]
+    counted = restated = 0
+    for sentence in _sentences(reasoning):
+        words = {_stem(w) for w in _content(_words(sentence))}
+        if len(words) < 4:
+            continue
+        counted += 1
+        if any(len(words & rule) >= 0.6 * len(words) for rule in rules):
+            restated += 1
+    return restated / counted if counted else 0.0
+
+
+# ------------------------------------------------------------------ a reply that loops
+class RepetitionGuard:
+    """An ``on_token`` wrapper that ends a streamed reply once one sentence of at least
+    ``min_words`` words has come ``times`` times: a small model that loops (seen: 510 s of
+    generation on one repeated sentence) would otherwise run to its token limit. It raises
+    ``StopGeneration`` (finish reason ``"repetition"``), and the reply goes to the repair
+    path like a truncated one. Linear in the reply: each sentence is counted once, when it
+    ends.
+    """
+
+    FINISH_REASON = "repetition"
+
+    def __init__(
+        self,
+        emit: Callable[[str], None] | None = None,
+        *,
+        min_words: int = 8,
+        times: int = 3,
+    ) -> None:
+        self.emit = emit
+        self.min_words = min_words
+        self.times = times
+        self.buffer = ""
+        self.counts: dict[str, int] = {}
+        self.repeated: str | None = None
+
+    # a sentence ends at . ! ? followed by a space, a quote or a backslash, at a (JSON-escaped)
+    # newline, or at a quote (the end of a JSON string)
+    _END = re.compile(r"[.!?]+(?=[\s\"\\])|\\n|\n|\"")
+
+    def __call__(self, piece: str) -> None:
+        if self.emit is not None:
+            self.emit(piece)
+        self.buffer += piece
+        last = 0
+        for match in self._END.finditer(self.buffer):
+            self._count(self.buffer[last : match.start()])
+            last = match.end()
+        self.buffer = self.buffer[last:]
+        if len(self.buffer) > 4000:  # no sentence end for pages: count what there is
+            self._count(self.buffer)
+            self.buffer = ""
+
+    def _count(self, sentence: str) -> None:
+        words = _words(sentence)
+        if len(words) < self.min_words:
+            return
+        key = " ".join(words)
+        self.counts[key] = count = self.counts.get(key, 0) + 1
+        if count >= self.times:
+            from ablationkit.lm.types import StopGeneration
+
+            self.repeated = sentence.strip()
+            raise StopGeneration(
+                f"the reply repeated one sentence {count} times", self.FINISH_REASON
+            )
+
+    def reset(self) -> None:
+        """Start over (a retried call streams its reply again from the beginning)."""
+        self.buffer, self.counts, self.repeated = "", {}, None
+
+
 __all__ = [
     "PROMPT_EXAMPLES",
     "PROMPT_EXAMPLE_JSON",
     "PromptExample",
+    "RepetitionGuard",
     "concrete_metrics",
     "concrete_values",
+    "describe_setting",
     "example_copy",
+    "is_index_or_indicator",
+    "is_symbol",
     "placeholder",
     "placeholder_metric",
     "placeholder_value",
+    "restated_share",
 ]

@@ -96,6 +96,9 @@ _METRIC_PATTERNS = [
 class Setting:
     name: str
     value: str
+    # what a bare symbol is, from the sentence that defines it ("the temporal bandwidth",
+    # "which trades relevance against diversity", "the number of candidate frames")
+    meaning: str | None = None
 
     def sweep(self) -> list[str]:
         """Values around the paper's value: half and double (bounded for fractions)."""
@@ -128,7 +131,10 @@ class PaperHints:
         if self.settings:
             lines.append(
                 "- Hyper-parameters and their values in the paper: "
-                + "; ".join(f"{s.name} = {s.value}" for s in self.settings)
+                + "; ".join(
+                    f"{s.name} = {s.value}" + (f" ({s.meaning})" if s.meaning else "")
+                    for s in self.settings
+                )
             )
         for sentence in self.alternatives:
             lines.append(f"- Design choice stated in the paper: {sentence}")
@@ -141,6 +147,77 @@ def _clean_name(name: str) -> str:
     return " ".join(name.split())
 
 
+# Words that end the noun phrase before a symbol ("we set the margin $c = 0.2$"), and verbs
+# that describe it after its value ("$\\sigma = 0.05$ sets the temporal bandwidth").
+_BREAK = frozenset(
+    "we set sets use uses used using with choose chose is are was were be and or where which "
+    "then that to by for in on at as first sample samples keep keeps let if when do whose "
+    "denote each every".split()
+)
+_TAIL = frozenset("is are was set to as of equal fixed be with we use = a an the".split())
+_VERBS = "sets|controls|weights|balances|trades|determines|scales|governs|defines|bounds|limits"
+_DEFINED_AFTER = re.compile(
+    rf"^\s*(?P<verb>{_VERBS})\s+(?P<rest>[A-Za-z][A-Za-z -]{{2,80}}?)(?=[.;:,$]|\s+and\b|$)"
+)
+_COUNTED = re.compile(r"^\s*(?P<noun>(?:[a-z][a-z-]+\s+){0,2}[a-z][a-z-]+s)\b")
+
+
+def _noun_phrase(words: list[str]) -> list[str]:
+    """The words at the end of ``words`` up to the first break word (verbs, prepositions
+    that start a clause), or [] when they name nothing."""
+    phrase: list[str] = []
+    for word in reversed(words):
+        if word.lower() in _BREAK or not re.fullmatch(r"[A-Za-z][A-Za-z-]*", word):
+            break
+        phrase.insert(0, word)
+    return phrase if any(len(w) >= 3 for w in phrase) else []
+
+
+def _joined(words: list[str]) -> str:
+    while words and words[0].lower() in {"the", "a", "an", "of", "our", "its"}:
+        words = words[1:]
+    return " ".join(words[-6:]).lower()
+
+
+def _meaning(text: str, match: re.Match[str]) -> str | None:
+    """What the symbol of a ``$name = value$`` match is, from the text around it: an
+    explicit definition ("$c$ is the margin of ..."), a count ("$N_c = 256$ candidate
+    frames"), the noun phrase before it ("the temperature $\\tau = 2$") or the verb after
+    it ("... sets the temporal bandwidth"). None when the sentence does not say."""
+    name = match.group("name")
+    defined = re.search(
+        rf"\$\s*{re.escape(name)}\s*\$\s*(?:is|denotes|represents)\s+"
+        r"(?P<what>(?:the|a|an)\s+[A-Za-z][A-Za-z -]{2,60}?)(?=[.;:,$(]|\s+and\b)",
+        text,
+    )
+    if defined:
+        return " ".join(defined.group("what").split()[:9])
+    after = text[match.end() : match.end() + 160]
+    value = match.group("value")
+    counted = _COUNTED.match(after)
+    if value.isdigit() and counted and counted.group("noun").split()[-1] not in _BREAK:
+        return f"the number of {counted.group('noun')}"
+    window = max(0, match.start() - 200)  # the sentence before it, bounded
+    start = max(text.rfind(".", window, match.start()), text.rfind("\n\n", window, match.start()))
+    before = text[max(start + 1, window) : match.start()]
+    words = re.split(r"[,;:(]|\$[^$]*\$", before)[-1].split()
+    while words and words[-1].lower() in _TAIL:
+        words.pop()
+    phrase = _noun_phrase(words)
+    if phrase:
+        rest = words[: len(words) - len(phrase)]
+        if rest and rest[-1].lower() == "whose":  # "a loss whose margin is $c = 0.2$"
+            owner = _noun_phrase(rest[:-1])
+            if owner:
+                return f"the {_joined(phrase)} of the {_joined(owner)}"
+        return f"the {_joined(phrase)}"
+    described = _DEFINED_AFTER.match(after)
+    if described:
+        rest = " ".join(described.group("rest").split()[:8])
+        return f"which {described.group('verb')} {rest}"
+    return None
+
+
 def extract_hints(text: str, *, max_settings: int = 8, max_alternatives: int = 4) -> PaperHints:
     settings: list[Setting] = []
     seen: set[str] = set()
@@ -150,7 +227,10 @@ def extract_hints(text: str, *, max_settings: int = 8, max_alternatives: int = 4
         if key in seen or len(settings) >= max_settings:
             continue
         seen.add(key)
-        settings.append(Setting(name, match.group("value")))
+        is_math = match.re is _MATH_SETTING
+        settings.append(
+            Setting(name, match.group("value"), _meaning(text, match) if is_math else None)
+        )
     alternatives: list[str] = []
     for paragraph in re.split(r"\n\s*\n|:\s*\n", text):
         if len(alternatives) >= max_alternatives:

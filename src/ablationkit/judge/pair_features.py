@@ -1,0 +1,163 @@
+"""What the offline judge looks at in a (planned, ground-truth) pair of ablations.
+
+The labelling rules of ``benchmarks/data/judge-labels.jsonl`` split a match into two
+questions: is it the **same component** (M1), and is it a **compatible change** (M2, M3: the
+same action, or REMOVE against a REPLACE by what is left; a value or alternative in common)?
+The features follow that split, so that ``ablationkit.judge.offline`` can learn one model
+per question: component features come from sentence embeddings and word overlap of the
+ablated parts; change features compare actions and replacement lists (numbers in common or
+in conflict, the same alternative, a target that only describes its values, vague
+alternatives such as "a simpler model").
+
+One cosine-only score (the plain embedding judge) cannot tell "cutoff 10 → 5 min" from
+"cutoff 10 → 20 min": both are nearly the same sentence. The change features can.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ablationkit.schema import Ablation
+
+if TYPE_CHECKING:
+    from ablationkit.judge.embedding import MiniLMEncoder
+
+COMPONENT_FEATURES: tuple[str, ...] = ("full", "part", "name_part", "part_contain", "part_jaccard")
+CHANGE_FEATURES: tuple[str, ...] = (
+    "same_action",
+    "remove_vs_replace",
+    "numbers_shared",
+    "numbers_conflict",
+    "described_vs_values",
+    "target_described",
+    "same_alternative",
+    "replacement_cosine",
+    "replacement_jaccard",
+    "vague",
+    "leftover",
+    "planned_without_values",
+    "target_without_values",
+)
+
+_STOPWORDS = frozenset(
+    (
+        "the a an of to in for and or with on by from is are be as at that this its their using use"
+    ).split()
+)
+_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_NUMBER = re.compile(r"(?<![a-z])\d+(?:\.\d+)?")
+_DESCRIBED = re.compile(r"range|varying|vary|other values|values shown|different values|e\.g\.")
+_VAGUE = re.compile(r"\b(other|simpler|more complex|alternative|different|variants?)\b")
+_LEFTOVER = re.compile(r"\b(no|without|0 |zero|none|top-k|random|uniform)\b")
+_SUFFIX = re.compile(r"(ing|es|s|ed)$")
+
+
+def replacement_items(ablation: Ablation) -> list[str]:
+    """The replacement as a list of strings (a mapping gives ``"key: value"`` items)."""
+    value = ablation.replacement
+    if isinstance(value, dict):
+        return [f"{key}: {item}" for key, item in value.items()]
+    return [str(item) for item in value or []]
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def _stems(text: str) -> set[str]:
+    return {_SUFFIX.sub("", w) if len(w) > 4 else w for w in _words(text)}
+
+
+def _numbers(items: Sequence[str]) -> set[float]:
+    return {float(n) for item in items for n in _NUMBER.findall(item.lower())}
+
+
+def _jaccard(a: set[Any], b: set[Any]) -> float:
+    return len(a & b) / max(1, len(a | b))
+
+
+def _full_text(ablation: Ablation) -> str:
+    # the plain embedding judge's text, so "full" is exactly its similarity
+    from ablationkit.judge.embedding import ablation_text
+
+    return ablation_text(ablation)
+
+
+def _name_part(ablation: Ablation) -> str:
+    return f"{ablation.name}: {ablation.ablated_part}"
+
+
+def pair_features(
+    planned: Sequence[Ablation], targets: Sequence[Ablation], encoder: MiniLMEncoder
+) -> list[list[dict[str, float]]]:
+    """``features[i][j]`` for planned ``i`` against target ``j``: every name of
+    ``COMPONENT_FEATURES`` and ``CHANGE_FEATURES``. Each distinct text is encoded once."""
+    texts: dict[str, int] = {}
+
+    def slot(text: str) -> int:
+        return texts.setdefault(text, len(texts))
+
+    def keys(a: Ablation) -> tuple[int, int, int, list[int]]:
+        return (
+            slot(_full_text(a)),
+            slot(a.ablated_part),
+            slot(_name_part(a)),
+            [slot(r) for r in replacement_items(a)],
+        )
+
+    planned_keys = [keys(a) for a in planned]
+    target_keys = [keys(b) for b in targets]
+    vectors = encoder.encode(list(texts))
+
+    def cos(i: int, j: int) -> float:
+        return float(vectors[i] @ vectors[j])
+
+    rows: list[list[dict[str, float]]] = []
+    for a, (a_full, a_part, a_name_part, a_reps) in zip(planned, planned_keys, strict=True):
+        row = []
+        for b, (b_full, b_part, b_name_part, b_reps) in zip(targets, target_keys, strict=True):
+            features = {
+                "full": cos(a_full, b_full),
+                "part": cos(a_part, b_part),
+                "name_part": cos(a_name_part, b_name_part),
+                "replacement_cosine": max((cos(i, j) for i in a_reps for j in b_reps), default=0.0),
+            }
+            features.update(_lexical(a, b))
+            row.append(features)
+        rows.append(row)
+    return rows
+
+
+def _lexical(a: Ablation, b: Ablation) -> dict[str, float]:
+    """The features that need no encoder."""
+    a_items, b_items = replacement_items(a), replacement_items(b)
+    a_numbers, b_numbers = _numbers(a_items), _numbers(b_items)
+    a_stems = _stems(f"{a.ablated_part} {a.name}")
+    b_stems = _stems(f"{b.ablated_part} {b.name}")
+    a_lower = {x.lower().strip() for x in a_items}
+    b_lower = {x.lower().strip() for x in b_items}
+    described = bool(_DESCRIBED.search(", ".join(b_items).lower()))
+    remove_vs_replace = {a.action.value, b.action.value} == {"REMOVE", "REPLACE"}
+    return {
+        "part_contain": len(a_stems & b_stems) / max(1, min(len(a_stems), len(b_stems))),
+        "part_jaccard": _jaccard(_words(a.ablated_part), _words(b.ablated_part)),
+        "same_action": float(a.action == b.action),
+        "remove_vs_replace": float(remove_vs_replace),
+        "numbers_shared": float(bool(a_numbers & b_numbers)),
+        "numbers_conflict": float(bool(a_numbers and b_numbers and not a_numbers & b_numbers)),
+        "described_vs_values": float(described and bool(a_numbers)),
+        "target_described": float(described),
+        "same_alternative": float(
+            bool(a_lower & b_lower)
+            or any(x in y or y in x for x in a_lower for y in b_lower if len(x) > 3 and len(y) > 3)
+        ),
+        "replacement_jaccard": _jaccard(_words(" ".join(a_items)), _words(" ".join(b_items))),
+        "vague": float(bool(_VAGUE.search(" ".join(a_items).lower()))),
+        "leftover": float(
+            remove_vs_replace and bool(_LEFTOVER.search(" ".join(a_items + b_items).lower()))
+        ),
+        "planned_without_values": float(not a_items),
+        "target_without_values": float(not b_items),
+    }

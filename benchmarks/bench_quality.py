@@ -3,7 +3,8 @@ and the bundled sample.
 
     python benchmarks/bench_quality.py [--model local] [--model M ...] [--strategy S ...]
         [--modes author reviewer] [--papers ID ...] [--dataset D ...] [--k 5]
-        [--judge embedding] [--run-dir DIR] [--json OUT] [--api-base URL] [--details]
+        [--judge offline] [--baseline-plans DIR] [--run-dir DIR] [--json OUT]
+        [--api-base URL] [--details]
 
 Every model (and ``--strategy``) x mode x dataset is one run directory,
 ``RUN/<model>/<strategy>/<mode>/<dataset>``, planned and judged by ``ablationkit.bench.Run``
@@ -21,7 +22,10 @@ plan and verdict it has, so it calls no model. Figures come from ``ablationkit.b
   (``measure_raw_prompt_rate``; kept in ``RUN/<model>/raw-runtime.json`` and timed again
   only when this invocation planned something with that model).
 
-Defaults: the embedded model (``local``), both modes, ``--judge embedding`` (the offline judge),
+``--baseline-plans benchmarks/data/plans`` judges the embedded model's stored plans from before
+the planner's guard rails beside the new ones, in the same run and under the same judge.
+
+Defaults: the embedded model (``local``), both modes, ``--judge offline`` (the validated judge),
 the papers of ``$ABLATIONKIT_SHARED/papers`` (default ``../shared/papers``) and ``sample``.
 ``--api-base`` is the server of every non-local model and LM judge.
 """
@@ -75,7 +79,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--papers", nargs="+", help="paper ids to plan (default: all)")
     parser.add_argument("--dataset", action="append", help="repeatable (default: shared, sample)")
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--judge", default="embedding")
+    parser.add_argument("--judge", default="offline", help="default: the validated offline judge")
+    parser.add_argument(
+        "--baseline-plans",
+        type=Path,
+        help="plan JSON files (<paper>-<mode>.json, as benchmarks/data/plans) judged beside the "
+        "new plans in the same run: 'today' against the planner now, under one judge",
+    )
     parser.add_argument("--run-dir", type=Path, help="reuse or resume this run (rerun: no cost)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--api-base", help="server of the non-local models and LM judges")
@@ -165,6 +175,56 @@ def run_variant(
             run.client.close()
         records.append(read_run(run.dir))
     return records, judge_name, planned
+
+
+def baseline_variant(
+    args: argparse.Namespace,
+    root: Path,
+    mode: Mode,
+    datasets: dict[str, list[Instance]],
+    names: dict[str, str],
+) -> list[RunRecord]:
+    """Stored plans (``--baseline-plans``) written into runs of their own and judged by the
+    same judge as the new plans. A paper without a stored plan counts as failed (0), as a
+    new plan that failed would."""
+    from ablationkit.bench.store import PlanStageConfig, RunStore
+    from ablationkit.schema import Plan
+
+    records: list[RunRecord] = []
+    source: Path = args.baseline_plans
+    for dataset, instances in datasets.items():
+        chosen = instances_for(instances, mode)
+        if not chosen:
+            continue
+        directory = root / "baseline" / mode / names[dataset]
+        store = RunStore(directory)
+        store.record_stage(
+            "plan",
+            PlanStageConfig(
+                dataset=dataset,
+                model="baseline",
+                mode=mode,
+                k=args.k,
+                ids=[i.id for i in chosen],
+                imported_from=str(source.resolve()),
+            ),
+        )
+        missing = {}
+        for instance in chosen:
+            path = source / f"{instance.id}-{mode}.json"
+            if not path.is_file():
+                missing[instance.id] = f"no stored plan {path.name} in {source}"
+                continue
+            plan = Plan.model_validate_json(path.read_bytes())
+            store.write_plan(plan.model_copy(update={"paper_id": instance.id, "mode": mode}))
+        store.record_failures("plan", missing)
+        run = Run(directory, concurrency=1)
+        try:
+            run.judge(make_judge([args.judge], run.client, args.api_base), k=args.k)
+        finally:
+            run.client.close()
+        records.append(read_run(run.dir))
+    return records
 
 
 def raw_rate(root: Path, model: str, planned: int) -> RawRate:
@@ -324,7 +384,25 @@ def benchmark(args: argparse.Namespace) -> int:
         if local:
             raw[model] = raw_rate(root, model, planned)
         variants += results
-    print(f"judge {variants[0].judge if variants else args.judge}")
+    if args.baseline_plans is not None:
+        for mode in args.modes:
+            records = baseline_variant(args, run_dir, mode, datasets, names)
+            variants.insert(
+                0,
+                variant_figures(
+                    records,
+                    label=f"baseline ({args.baseline_plans.name})",
+                    model="baseline",
+                    mode=mode,
+                    judge=variants[0].judge if variants else args.judge,
+                    texts=text_of,
+                    resamples=args.resamples,
+                ),
+            )
+    print(f"judge {variants[-1].judge if variants else args.judge}")
+    from ablationkit.judge.offline import describe_agreement
+
+    print(describe_agreement(variants[-1].judge if variants else args.judge))
     for model, rate in raw.items():
         print(f"raw runtime {model}: {rate.tokens}-token prompt, {rate.median:.1f} tokens/s")
     for figures in variants:

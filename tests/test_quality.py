@@ -426,3 +426,30 @@ def test_bench_quality_end_to_end_on_the_fake_server(
 def test_bench_quality_unknown_paper_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_quality().main(["--dataset", "sample", "--papers", "nope"]) == 1
     assert capsys.readouterr().err.strip() == "bench_quality: unknown paper ids: nope"
+
+
+def test_bench_quality_judges_stored_baseline_plans_beside_the_new_ones(
+    fake_llm: FakeLLMServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--baseline-plans``: the embedded model's stored plans, judged in the same run by the
+    same judge; a paper without a stored plan is counted 0, like a failed new plan."""
+    fake_llm.responder = plan_or_verdict(REPLY, VERDICT)
+    stored = Path(__file__).parent.parent / "benchmarks" / "data" / "plans"
+    argv = [
+        *("--model", "fake-model", "--api-base", fake_llm.url, "--dataset", "sample"),
+        *("--judge", "lm:judge-model", "--k", "2", "--resamples", "50", "--modes", "author"),
+        *("--baseline-plans", str(stored), "--run-dir", str(tmp_path / "run")),
+        *("--json", str(tmp_path / "figures.json")),
+    ]
+    assert bench_quality().main(argv) == 0
+    baseline, new = json.loads((tmp_path / "figures.json").read_text("utf-8"))["variants"]
+    assert baseline["model"] == "baseline" and new["model"] == "fake-model"
+    assert baseline["judge"] == new["judge"] == "lm:judge-model"
+    assert list(baseline["scores"]["failed"]) == ["gatenorm-sample"]  # no stored plan
+    assert baseline["validity"]["copied"] == 0 and baseline["validity"]["placeholders"] >= 1
+    run = read_run(tmp_path / "run" / "baseline" / "author" / "sample")
+    saved = json.loads((stored / "kestrel-sample-author.json").read_text("utf-8"))
+    assert [a.name for a in run.plans["kestrel-sample"].ablations] == [
+        a["name"] for a in saved["ablations"]
+    ]
+    assert "baseline (plans), author mode (2 papers, k 2)" in capsys.readouterr().out

@@ -79,6 +79,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--papers", nargs="+", help="paper ids to plan (default: all)")
     parser.add_argument("--dataset", action="append", help="repeatable (default: shared, sample)")
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=1, help="plans per paper, merged")
     parser.add_argument("--judge", default="offline", help="default: the validated offline judge")
     parser.add_argument(
         "--baseline-plans",
@@ -146,6 +147,8 @@ def run_variant(
     records: list[RunRecord] = []
     judge_name, planned = args.judge, 0
     overrides: dict[str, Any] = {"strategy": strategy} if strategy else {}
+    if args.samples > 1:  # an ensemble of samples (planner.ensemble)
+        overrides["samples"] = args.samples
     for dataset, instances in datasets.items():
         ids = [i.id for i in instances_for(instances, mode)]
         if not ids:

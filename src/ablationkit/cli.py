@@ -357,6 +357,45 @@ PlannerConfigOption = Annotated[
         "(config/simple_lm/plan_*.yaml of a checkout).",
     ),
 ]
+EnsembleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ensemble",
+        help="Comma-separated models (M1,M2,...): each plans the paper, and the plans are "
+        "merged into one by the offline judge's similarity, items ranked by how many plans "
+        "proposed them (--model: the first, unless it is one of them).",
+    ),
+]
+SamplesOption = Annotated[
+    int,
+    typer.Option(
+        "--samples",
+        min=1,
+        max=16,
+        help="Plans per model, each with its own seed, sampled at temperature 0.7 and "
+        "merged as --ensemble's are (at most 16 plans in all).",
+    ),
+]
+
+
+def _with_ensemble(config: Any, ensemble: str | None, samples: int) -> Any:
+    """``config`` with --ensemble/--samples. --model keeps its place when it is one of the
+    ensemble's models; left at its default it gives way to the first; any other is an
+    error (the plan would not be made with it)."""
+    from ablationkit.planner import PlanConfig, PlanConfigError
+
+    if ensemble is None and samples == 1:
+        return config
+    overrides: dict[str, Any] = {"samples": samples}
+    if ensemble is not None:
+        overrides["ensemble"] = ensemble
+        if config.model in [m.strip() for m in ensemble.split(",")]:
+            overrides["model"] = config.model
+        elif config.model != "local":
+            raise PlanConfigError(
+                f"--model {config.model} is not one of the --ensemble models ({ensemble})"
+            )
+    return PlanConfig.build(config, **overrides)
 
 
 @app.command()
@@ -403,6 +442,8 @@ def plan(
     strict: StrictOption = False,
     timeout: TimeoutOption = None,
     deadline: DeadlineOption = 1800.0,
+    ensemble: EnsembleOption = None,
+    samples: SamplesOption = 1,
 ) -> None:
     """Plan the k most important ablations of a paper (or its k most important missing ones)."""
     from rich.console import Console
@@ -433,6 +474,7 @@ def plan(
             timeout=timeout,
             deadline=_deadline(deadline),
         )
+        config = _with_ensemble(config, ensemble, samples)
     progress, streamed = _plan_progress(err, source)
     with LMClient(cache=not no_cache) as client, _user_errors():
         result = make_plan(
@@ -613,6 +655,8 @@ def bench_plan(
     ] = False,
     timeout: TimeoutOption = None,
     deadline: DeadlineOption = 1800.0,
+    ensemble: EnsembleOption = None,
+    samples: SamplesOption = 1,
 ) -> None:
     """Plan every paper of a dataset that has no plan in the run yet."""
     from ablationkit.bench.runner import Run
@@ -635,6 +679,7 @@ def bench_plan(
             deadline=_deadline(deadline),
             **chosen,
         )
+        config = _with_ensemble(config, ensemble, samples)
         if dry_run:
             summary = estimate(dataset, config, ids=id_list, limit=limit, papers_root=papers_root)
             _write_stdout(summary.model_dump_json(indent=2) + "\n")

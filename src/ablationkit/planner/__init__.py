@@ -14,6 +14,7 @@ from ablationkit.planner.core import (
     prepare_plan,
     render_messages,
 )
+from ablationkit.planner.ensemble import merge_plans
 from ablationkit.planner.hints import PaperHints, extract_hints
 from ablationkit.planner.ids import paper_id_for
 from ablationkit.planner.parse import ReplyParseError, merge_duplicates, parse_plan_reply
@@ -33,6 +34,7 @@ __all__ = [
     "complete_plan",
     "extract_hints",
     "merge_duplicates",
+    "merge_plans",
     "paper_id_for",
     "parse_plan_reply",
     "plan",

@@ -40,6 +40,29 @@ def local_reply_tokens(k: int) -> int:
     return 200 + 160 * k
 
 
+# An ensemble's plans: models x samples (each plan is a full model call; sixteen bounds the
+# cost of one paper to what a user can mean).
+MAX_PLANS = 16
+# The temperature samples are drawn at when none is set: varied plans that still read the
+# paper (the greedy default would give the same plan every time).
+SAMPLE_TEMPERATURE = 0.7
+
+
+def _member_list(value: Any) -> Any:
+    """An ensemble's models from "a,b" or a list, stripped; anything else is left for the
+    field's own validation to refuse."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        return value
+    members = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or any(c in item for c in "\r\n"):
+            raise ValueError("ensemble: each model is a model id on one line")
+        members.append(item.strip())
+    return members
+
+
 class PlanConfigError(AblationKitError):
     """A plan setting that does not exist or has a bad value: bad input, exit code 2."""
 
@@ -121,6 +144,72 @@ class PlanConfig(BaseModel):
     strict: bool = False
     # a jinja2 template replacing the user prompt (sees title, abstract, paper, k, mode, hints)
     prompt_file: Path | None = None
+    # several plans merged into one (planner.ensemble): the models to plan with ("a,b" or a
+    # list; `model` is the first unless it is one of them). The paper is prepared once, fitted
+    # to the smallest context window among them.
+    ensemble: list[str] | None = Field(default=None, max_length=MAX_PLANS)
+    # plans per model, each with its own seed (the base seed + i, so the reply cache keeps
+    # them apart); more than one sample at temperature SAMPLE_TEMPERATURE unless temperature
+    # is set, and a temperature set to 0 is refused (every sample would be the same plan)
+    samples: int = Field(default=1, ge=1, le=MAX_PLANS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ensemble_model(cls, data: Any) -> Any:
+        """With an ensemble and no ``model``, ``model`` is its first member (the model whose
+        tokenizer counts the prompt, and whose id a batch run resolves)."""
+        if isinstance(data, dict) and data.get("ensemble") and "model" not in data:
+            members = _member_list(data["ensemble"])
+            if members:
+                data = {**data, "model": members[0]}
+        return data
+
+    @field_validator("ensemble", mode="before")
+    @classmethod
+    def _ensemble_list(cls, value: Any) -> Any:
+        return None if value is None else _member_list(value)
+
+    @model_validator(mode="after")
+    def _ensemble(self) -> PlanConfig:
+        """An ensemble is of two or more plans of our protocol (the reference's planner merges
+        nothing), sixteen at most, and sampling means a temperature above 0."""
+        if self.ensemble is not None:
+            if len(set(self.ensemble)) < len(self.ensemble):
+                raise ValueError("ensemble lists a model twice (use samples for more plans)")
+            if self.model not in self.ensemble:
+                raise ValueError(f"model {self.model!r} is not one of the ensemble's models")
+            if len(self.ensemble) < 2 and self.samples < 2:
+                raise ValueError("an ensemble needs two or more models, or samples > 1")
+        if self.plans > MAX_PLANS:
+            raise ValueError(
+                f"{len(self.members)} models x {self.samples} samples is {self.plans} plans; "
+                f"at most {MAX_PLANS}"
+            )
+        if self.plans > 1 and self.protocol != "ablationkit":
+            raise ValueError("ensemble and samples work with protocol 'ablationkit' only")
+        if self.samples > 1 and self.sample_temperature == 0:
+            raise ValueError(
+                f"samples > 1 needs a temperature above 0 (unset: {SAMPLE_TEMPERATURE})"
+            )
+        return self
+
+    @property
+    def members(self) -> list[str]:
+        """The models an ensemble plans with (the one model without an ensemble)."""
+        return list(self.ensemble) if self.ensemble else [self.model]
+
+    @property
+    def plans(self) -> int:
+        """How many plans one paper's plan is made of (1: no ensemble)."""
+        return len(self.members) * self.samples
+
+    @property
+    def sample_temperature(self) -> float:
+        """The temperature a sample is drawn at: the one set, else ``SAMPLE_TEMPERATURE``
+        with more than one sample (else the greedy default)."""
+        if "temperature" in self.generation.model_fields_set or self.samples < 2:
+            return self.generation.temperature
+        return SAMPLE_TEMPERATURE
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -198,6 +287,8 @@ class PlanConfig(BaseModel):
         for part, values in nested.items():
             if values:
                 data[part] = {**getattr(base, part).model_dump(exclude_unset=True), **values}
+        if "ensemble" in top and "model" not in top:
+            data.pop("model", None)  # a new ensemble: its first model, not the old one
         data.update(top)
         return cls.validated(data)
 
@@ -243,7 +334,9 @@ def _unknown(name: str) -> str:
 
 
 __all__ = [
+    "MAX_PLANS",
     "REPLY_TOKENS",
+    "SAMPLE_TEMPERATURE",
     "Budget",
     "Generation",
     "PlanConfig",

@@ -33,6 +33,7 @@ from ablationkit.lm.types import Completion, ModelError
 from ablationkit.papers import Paper, load_paper, view
 from ablationkit.planner.budget import FitResult, fit_to_budget
 from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
+from ablationkit.planner.ensemble import acomplete_ensemble, context_window
 from ablationkit.planner.guards import (
     PROMPT_EXAMPLE_JSON,
     RepetitionGuard,
@@ -356,9 +357,10 @@ def prepare_plan(
     config = PlanConfig.build(config, **overrides)
     progress = progress or PlanProgress()
     # a bad model id or api_base fails here, before the paper is read
-    model = resolved_model or resolve_model(
-        config.model, config.api_base or (client.api_base if client is not None else None)
-    )
+    api_base = config.api_base or (client.api_base if client is not None else None)
+    model = resolved_model or resolve_model(config.model, api_base)
+    # an ensemble's paper is prepared once, for the smallest context among its models
+    window = config.budget.max_context or context_window(config, model, api_base)
     started = time.perf_counter()
     if config.protocol == "ablationbench":
         return _prepare_reference(
@@ -394,7 +396,6 @@ def prepare_plan(
     # still reported
     reported = reported_ablations(paper_view) if mode == "reviewer" else []
     count = model.count_tokens
-    window = config.budget.max_context or model.context_window
     template_only = render_messages(
         paper_view,
         mode,
@@ -570,6 +571,8 @@ async def acomplete_plan(
     repair included (None: no limit), after which it fails with "no reply within …"."""
     progress = progress or PlanProgress()
     client = client or default_client()
+    if request.config.plans > 1:  # ensemble / samples: member plans of this request, merged
+        return await acomplete_ensemble(request, client=client, raw_dir=raw_dir, progress=progress)
     if request.reference is not None:
         return await _acomplete_reference(request, client, raw_dir, progress)
     model, k = request.model, request.k

@@ -335,53 +335,76 @@ def test_the_prompt_asks_for_reasoning_about_the_paper_and_k_items(
     assert "say why each one you ablate matters" in user
 
 
-def test_a_looping_stream_is_stopped_and_goes_to_the_repair_path(
-    fake_llm: FakeLLMServer, tmp_path: Path
-) -> None:
-    loop = "The scorer is the most important part of this method here. " * 40
-    looping = '{"reasoning": "' + loop + 'TAIL-NEVER-READ"'
-    fake_llm.script(looping, reply(SCORER, DPP, BUDGET))
-    seen: list[str] = []
-    notes: list[str] = []
+LOOP = "The scorer is the most important part of this method here. "
+
+
+def streamed_plan(server: FakeLLMServer, tmp_path: Path, seen: list[str], notes: list[str]) -> Plan:
     with LMClient(cache=False, timeout=10) as client:
-        result = plan(
+        return plan(
             load_paper(sample_paper_path()),
             client=client,
-            api_base=fake_llm.url,
+            api_base=server.url,
             model="m",
             k=3,
+            raw_dir=tmp_path,
             progress=PlanProgress(on_token=seen.append, on_stage=notes.append),
         )
+
+
+def test_a_stream_looping_in_its_reasoning_is_stopped_and_only_the_ablations_asked_for(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    looping = '{"reasoning": "The DPP matters. ' + LOOP * 40 + 'TAIL-NEVER-READ"'
+    fake_llm.script(looping, more(SCORER, DPP, BUDGET))
+    seen: list[str] = []
+    notes: list[str] = []
+    result = streamed_plan(fake_llm, tmp_path, seen, notes)
     assert fake_llm.requests[0]["stream"] is True
     streamed = "".join(seen)
-    assert streamed.count("The scorer is the most important") < 5 and "TAIL" not in streamed
+    assert streamed.count(LOOP.strip()) < 5 and "TAIL" not in streamed  # stopped early
+    kept = "The DPP matters. " + LOOP.strip()  # what it wrote, each sentence once
+    follow = fake_llm.requests[1]
+    assert follow["messages"][2] == {
+        "role": "assistant",
+        "content": json.dumps({"reasoning": kept}),
+    }
+    assert "You gave 0 of the 3 ablations asked for." in follow["messages"][3]["content"]
+    schema = follow["response_format"]["json_schema"]["schema"]
+    assert list(schema["properties"]) == ["ablations"]  # no reasoning to loop in again
+    assert result.reasoning == kept and len(result.ablations) == 3
+    assert any("kept repeating one sentence" in n for n in notes)
+
+
+def test_a_stream_looping_in_its_ablations_goes_to_the_repair_path(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    looping = '{"reasoning": "r.", "ablations": [{"name": "' + LOOP * 40 + 'TAIL"'
+    fake_llm.script(looping, reply(SCORER, DPP, BUDGET))
+    result = streamed_plan(fake_llm, tmp_path, [], [])
     repair = fake_llm.requests[1]["messages"]
     assert repair[-2]["role"] == "assistant" and "TAIL" not in repair[-2]["content"]
     assert "kept repeating one sentence" in repair[-1]["content"]
     assert len(result.ablations) == 3
-    assert any("kept repeating one sentence" in n for n in notes)
 
 
 def test_a_plan_that_loops_twice_fails_with_the_raw_reply_saved(
     fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    loop = '{"reasoning": "' + "We must ablate the scorer of the method right now. " * 10
+    loop = '{"reasoning": "r.", "ablations": [{"name": "' + LOOP * 10
     fake_llm.script(loop, loop)
-    progress = PlanProgress(on_token=lambda _piece: None)
-    with (
-        pytest.raises(PlanError, match="kept repeating one sentence"),
-        LMClient(cache=False, timeout=10) as client,
-    ):
-        plan(
-            load_paper(sample_paper_path()),
-            client=client,
-            api_base=fake_llm.url,
-            model="m",
-            raw_dir=tmp_path,
-            progress=progress,
-        )
+    with pytest.raises(PlanError, match="kept repeating one sentence"):
+        streamed_plan(fake_llm, tmp_path, [], [])
     (raw,) = tmp_path.glob("*.author.raw.txt")
-    assert raw.read_text("utf-8").count("We must ablate the scorer") >= 6  # both replies
+    assert raw.read_text("utf-8").count(LOOP.strip()) >= 6  # both replies
+
+
+def test_a_looping_reasoning_whose_follow_up_gives_nothing_fails(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_llm.script('{"reasoning": "' + LOOP * 10, "no idea")
+    with pytest.raises(PlanError, match="follow-up gave no usable ablation"):
+        streamed_plan(fake_llm, tmp_path, [], [])
+    assert len(fake_llm.requests) == 2
 
 
 def test_replies_on_this_machine_are_budgeted_for_k_items(

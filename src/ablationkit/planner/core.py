@@ -10,6 +10,7 @@ context budget that never drops the method.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 import time
@@ -45,6 +46,7 @@ from ablationkit.planner.guards import (
     is_symbol,
     placeholder,
     restated_share,
+    salvage_reasoning,
 )
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
 from ablationkit.planner.ids import paper_id_for, title_slug
@@ -602,10 +604,29 @@ async def acomplete_plan(
     # reviewer mode: what the paper already reports goes before the guard decides to ask for
     # the missing items, and again after (on what that call returned)
     reasoning, ablations = without_reported(reasoning, ablations, request.reported, progress.stage)
+    looped = replies[-1].finish_reason == RepetitionGuard.FINISH_REASON and not ablations
+    if looped:
+        progress.stage(
+            "warning: the reply kept repeating one sentence: stopped; its reasoning is kept "
+            "(each sentence once) and the ablations are asked for alone"
+        )
     reasoning, ablations, more = await guard_ablations(
-        request, client, call, reasoning=reasoning, ablations=ablations, last=replies[-1]
+        request,
+        client,
+        call,
+        reasoning=reasoning,
+        ablations=ablations,
+        last=replies[-1],
+        shown=json.dumps({"reasoning": reasoning}, ensure_ascii=False) if looped else None,
     )
     replies = [*replies, *more]
+    if looped and not ablations:
+        raise PlanError(
+            f"{model.id} gave no usable plan: the reply kept repeating one sentence and the "
+            "follow-up gave no usable ablation",
+            raw_path=_save_raw(raw_dir, request.paper_id, request.mode, replies),
+            where=request.paper_id,
+        )
     reasoning, ablations = without_reported(reasoning, ablations, request.reported, progress.stage)
     before = {id(a) for a in ablations}
     ablations = complete_ablations(ablations, unreported_hints(request.hints, request.reported), k)
@@ -754,7 +775,7 @@ async def _ask_for_more(
     request: PlanRequest,
     client: LMClient,
     call: PlanCall,
-    last: Completion,
+    shown: str,
     prompt: str,
     wanted: int,
 ) -> tuple[list[Ablation], list[Completion]]:
@@ -763,7 +784,7 @@ async def _ask_for_more(
     items. A failed call or an unusable reply leaves the plan as it is, with a warning."""
     messages = [
         *request.messages,
-        {"role": "assistant", "content": last.text},
+        {"role": "assistant", "content": shown},
         {"role": "user", "content": prompt},
     ]
     budget = request.config.reply_tokens_for(call.local, items=wanted)
@@ -800,20 +821,23 @@ async def guard_ablations(
     reasoning: str,
     ablations: list[Ablation],
     last: Completion,
+    shown: str | None = None,
 ) -> tuple[str, list[Ablation], list[Completion]]:
     """The guard rails on a parsed plan: ``(reasoning, ablations, extra replies)``.
 
     Items that copy the prompt's example or carry a placeholder (``guard_problem``), and the
-    missing ones when the model stopped on its own short of ``k`` (not when it hit its token
-    limit or looped), are asked for again in ONE follow-up call; replacements take the
-    places of the unusable items. Whatever is still unusable is dropped, and the reasoning
-    says which and why. A plan stays short rather than padded with junk.
+    missing ones when the model stopped short of ``k`` on its own or by looping (not when it
+    hit its token limit), are asked for again in ONE follow-up call on the conversation so
+    far (``shown``: what the model is shown of its reply; a looped reply is shown de-looped);
+    replacements take the places of the unusable items. Whatever is still unusable is
+    dropped, and the reasoning says which and why. A plan stays short rather than padded
+    with junk.
     """
     k, hints = request.k, request.hints
     paper_text = _paper_text(request)
     items = tidy_ablations(ablations, hints)
     problems = {id(a): why for a in items if (why := guard_problem(a, paper_text)) is not None}
-    stopped_early = last.finish_reason not in ("length", RepetitionGuard.FINISH_REASON)
+    stopped_early = last.finish_reason != "length"  # a looped reply kept only its reasoning
     missing = max(0, k - len(items)) if stopped_early else 0
     if not problems and not missing:
         return reasoning, items, []
@@ -825,7 +849,8 @@ async def guard_ablations(
         + (f" ({len(bad)} unusable)" if bad else "")
     )
     prompt = _follow_up_prompt(bad, kept, wanted, k, len(items))
-    new, replies = await _ask_for_more(request, client, call, last, prompt, wanted)
+    shown = last.text if shown is None else shown  # the model's reply, as the conversation
+    new, replies = await _ask_for_more(request, client, call, shown, prompt, wanted)
     dropped = list(bad)
     fresh: list[Ablation] = []
     for ablation in tidy_ablations(merge_duplicates(new), hints):
@@ -922,6 +947,9 @@ def _parse(reply: Completion) -> tuple[str, list[Ablation]]:
                 f"{reply.usage.completion_tokens} tokens"
             ) from None
         if reply.finish_reason == RepetitionGuard.FINISH_REASON:
+            salvaged = salvage_reasoning(reply.text)
+            if salvaged is not None:  # it looped in its reasoning: keep that, ask for items
+                return salvaged, []
             raise ReplyParseError(
                 f"{exc.message}; the reply was stopped because it kept repeating one sentence"
             ) from None

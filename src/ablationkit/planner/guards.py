@@ -370,6 +370,46 @@ class RepetitionGuard:
         self.buffer, self.counts, self.repeated = "", {}, None
 
 
+_OPEN_REASONING = re.compile(r'\s*(?:```(?:json)?\s*)?\{\s*"reasoning"\s*:\s*"')
+
+
+def salvage_reasoning(text: str) -> str | None:
+    """The reasoning of a reply stopped while it looped inside its "reasoning" string, each
+    sentence once (a cut-off last sentence left out); None when the reply is not one whose
+    reasoning string is still open. What a small model wrote before it looped is usually
+    fine: the planner keeps it and asks for the ablations alone, with a schema that has no
+    reasoning to loop in, instead of asking for the whole reply again (it loops again).
+    """
+    from ablationkit.lm.jsonreply import keep_latex
+
+    opened = _OPEN_REASONING.match(text)
+    if opened is None:
+        return None
+    body = text[opened.end() :]
+    escaped = False
+    for char in body:  # an unescaped quote closes the string: the loop was elsewhere
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            return None
+    if escaped:
+        body = body[:-1]
+    try:
+        prose = str(json.loads(keep_latex(f'"{body}"')))
+    except ValueError:
+        prose = body.replace('\\"', '"').replace("\\n", "\n")
+    kept: list[str] = []
+    seen: set[str] = set()
+    for sentence in _sentences(prose):
+        key = " ".join(_words(sentence))
+        if key and key not in seen and re.search(r"[.!?]\s*$", sentence):
+            seen.add(key)
+            kept.append(sentence.strip())
+    return " ".join(kept) or None
+
+
 __all__ = [
     "PROMPT_EXAMPLES",
     "PROMPT_EXAMPLE_JSON",
@@ -385,4 +425,5 @@ __all__ = [
     "placeholder_metric",
     "placeholder_value",
     "restated_share",
+    "salvage_reasoning",
 ]

@@ -349,6 +349,23 @@ SourceOption = Annotated[
         "the paper's folder, unparsed and whole (AblationBench's planner input).",
     ),
 ]
+
+
+class StrategyChoice(StrEnum):
+    single = "single"
+    decomposed = "decomposed"
+
+
+StrategyOption = Annotated[
+    StrategyChoice,
+    typer.Option(
+        "--strategy",
+        case_sensitive=False,
+        help="single: one model call writes the plan; decomposed: the model lists the "
+        "method's components, the planner writes each ablation from the paper's facts "
+        "(fewer generated tokens; --protocol ablationkit only).",
+    ),
+]
 PlannerConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -414,6 +431,7 @@ def plan(
     protocol: ProtocolOption = ProtocolChoice.ablationkit,
     planner_config: PlannerConfigOption = None,
     source_view: SourceOption = SourceChoice.parsed,
+    strategy: StrategyOption = StrategyChoice.single,
     out_dir: Annotated[
         Path | None,
         typer.Option(
@@ -467,6 +485,7 @@ def plan(
             protocol=protocol.value,
             planner_config=planner_config,
             source=source_view.value,
+            strategy=strategy.value,
             **({"k": k} if k is not None else {}),
             prompt_file=prompt_file,
             max_context=max_context,
@@ -629,6 +648,7 @@ def bench_plan(
     protocol: ProtocolOption = ProtocolChoice.ablationkit,
     planner_config: PlannerConfigOption = None,
     source_view: SourceOption = SourceChoice.parsed,
+    strategy: StrategyOption = StrategyChoice.single,
     concurrency: Annotated[
         int,
         typer.Option("--concurrency", min=1, max=256, help="Model calls in flight at once."),
@@ -675,6 +695,7 @@ def bench_plan(
             protocol=protocol.value,
             planner_config=planner_config,
             source=source_view.value,
+            strategy=strategy.value,
             timeout=timeout,
             deadline=_deadline(deadline),
             **chosen,

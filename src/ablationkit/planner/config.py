@@ -113,8 +113,8 @@ class PlanConfig(BaseModel):
     """How to plan: the mode, how many ablations, with which model and settings.
 
     ``strategy`` and ``protocol`` name how the plan is made and which prompt and reply format
-    are used (one strategy so far: one model call with one repair round-trip); a run records
-    them and refuses to mix others in later.
+    are used (single: one model call with one repair round-trip; decomposed: see
+    ``planner.decomposed``); a run records them and refuses to mix others in later.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -123,7 +123,9 @@ class PlanConfig(BaseModel):
     k: int = Field(default=5, ge=1, le=50)
     model: str = Field(default="local", min_length=1, max_length=500)
     api_base: str | None = None
-    strategy: Literal["single"] = "single"
+    # single: one call for the whole plan; decomposed: components, then ablations from the
+    # paper's facts (planner.decomposed; the ablationkit protocol only)
+    strategy: Literal["single", "decomposed"] = "single"
     # ablationkit: our prompts, views and post-processing; ablationbench: the reference's
     # planner exactly (raw source files, its reply format, nothing merged, added or cut; k
     # defaults to 5 in author and 2 in reviewer mode, as there)
@@ -230,6 +232,20 @@ class PlanConfig(BaseModel):
         ):
             data = {**data, "k": reference_k(parse_mode(data["mode"]))}
         return data
+
+    @model_validator(mode="after")
+    def _decomposed(self) -> PlanConfig:
+        """The decomposed strategy writes its own prompts from our parsed view: the reference's
+        protocol and a replacement user prompt cannot apply to it."""
+        if self.strategy == "decomposed":
+            if self.protocol != "ablationkit":
+                raise ValueError("strategy 'decomposed' works with protocol 'ablationkit' only")
+            if self.prompt_file is not None:
+                raise ValueError(
+                    "prompt_file replaces the single strategy's prompt; strategy 'decomposed' "
+                    "writes its own"
+                )
+        return self
 
     def for_mode(self, mode: Mode) -> PlanConfig:
         """This configuration for an instance of ``mode`` (a batch plans each in its own),

@@ -577,6 +577,12 @@ async def acomplete_plan(
         return await acomplete_ensemble(request, client=client, raw_dir=raw_dir, progress=progress)
     if request.reference is not None:
         return await _acomplete_reference(request, client, raw_dir, progress)
+    if request.config.strategy == "decomposed":
+        from ablationkit.planner.decomposed import acomplete_decomposed  # imports this module
+
+        return await acomplete_decomposed(
+            request, client=client, raw_dir=raw_dir, progress=progress
+        )
     model, k = request.model, request.k
     begun = time.perf_counter()  # total_s is load + this, not time spent queued in a batch
     call = PlanCall.for_request(request, progress)

@@ -296,3 +296,22 @@ def test_cli_ensemble_and_samples_end_to_end(encoder: Any, cli: str, tmp_path: P
     assert sampled.returncode == 0, sampled.stderr
     assert seeds == [0, 1, 2]
     assert json.loads(sampled.stdout)["model"] == "ensemble(m;samples=3)"
+
+
+def test_a_bench_run_of_an_ensemble_resumes_without_asking_again(
+    encoder: Any, tmp_path: Path
+) -> None:
+    """Its stored plans carry the ensemble's name, not the first model's: a rerun of the
+    same command skips them instead of stopping with "planned with model ..."."""
+    from ablationkit.bench import Run
+    from fakes import tiny_dataset
+
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 2)
+    with FakeLLMServer(responder=by_model) as server:
+        settings: dict[str, Any] = {"ensemble": ["alpha", "beta"], "api_base": server.url}
+        first = Run(tmp_path / "run", concurrency=2)
+        assert sorted(first.plan(dataset, k=3, **settings).done) == ["paper-000", "paper-001"]
+        asked = len(server.requests)
+        again = Run(tmp_path / "run", concurrency=2).plan(dataset, k=3, **settings)
+        assert len(again.skipped) == 2 and not again.failed
+        assert len(server.requests) == asked

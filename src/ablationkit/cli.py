@@ -926,8 +926,9 @@ def bench_score(
         )
     console = Console()
     console.print(table)
-    for name in scores.judges:  # a score is only as good as the judge that counted it
-        console.print(Text(describe_agreement(name), style="dim"))
+    for name, score in scores.judges.items():  # a score is as good as the judge counting it
+        if not score.failed:
+            console.print(Text(describe_agreement(name), style="dim"))
 
 
 @bench_app.command("import-ablationbench")

@@ -157,7 +157,12 @@ class Run:
         # Check before writing anything: a refused command leaves run.json as it was.
         self._record("plan", record, check_only=True)
         self.files.adopt_legacy(i.id for i in instances)
-        done = {i.id: self._planned(i, model.id) for i in instances}
+        planner_model = model.id
+        if config.plans > 1:  # an ensemble's plans carry the ensemble's name
+            from ablationkit.planner.ensemble import ensemble_name
+
+            planner_model = ensemble_name(config)
+        done = {i.id: self._planned(i, planner_model) for i in instances}
         self._record("plan", record)
 
         def prepare(instance: Instance) -> PlanRequest:

@@ -91,7 +91,12 @@ def test_a_marker_folder_plans_in_both_modes(mode: str, tmp_path: Path, cli: str
         )
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
-    assert plan["mode"] == mode and len(plan["ablations"]) == 2
+    names = [a["name"] for a in plan["ablations"]]
+    if mode == "author":
+        assert plan["mode"] == mode and names == ["Drop the gate", "Other encoder"]
+    else:  # its section "4.3 Ablations" already removes the gate: not proposed again
+        assert plan["mode"] == mode and names == ["Other encoder"]
+        assert "Drop the gate" in plan["reasoning"]
 
 
 def test_a_reviewer_run_over_marker_folders_has_no_failures(tmp_path: Path) -> None:

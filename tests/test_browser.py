@@ -208,9 +208,12 @@ def test_app_shows_model_written_html_as_text(page: Any) -> None:
     """A plan whose reasoning and names hold markup: the page shows the characters, runs no
     script and loads no image."""
     script, image = "<script>window.pwned = 1</script>", "<img src=x onerror=window.pwned=2>"
+    # markup beside real words: a part that is nothing but "<...>" is a placeholder the
+    # planner re-asks for and drops (planner.guards), so it would never reach the page
+    part = f"the gate {image}"
     hostile = {
         "reasoning": f"{image} {script}",
-        "ablations": [{**PLAN["ablations"][0], "name": script, "ablated_part": image}],
+        "ablations": [{**PLAN["ablations"][0], "name": script, "ablated_part": part}],
     }
     with FakeLLMServer(responder=lambda body: json.dumps(hostile)) as llm:
         settings = AppSettings(model="fake-model", api_base=llm.url, port=0, cache=False, k=1)
@@ -221,7 +224,7 @@ def test_app_shows_model_written_html_as_text(page: Any) -> None:
             page.wait_for_selector(".ablation-card")
             assert page.input_value("#reasoning-text") == f"{image} {script}"
             assert page.locator(".ablation-card .f-name").input_value() == script
-            assert page.locator(".ablation-card .f-part").input_value() == image
+            assert page.locator(".ablation-card .f-part").input_value() == part
             assert page.locator("#result img, #result script").count() == 0
             assert page.evaluate("window.pwned === undefined")
     assert not page.errors, page.errors  # type: ignore[attr-defined]

@@ -100,7 +100,7 @@ def _reference_judge(
     for spec in specs:
         if _is_offline(spec):
             raise AblationKitError(
-                f"judge {spec!r}: the offline judges have no ablationbench protocol "
+                f"judge {spec!r}: the offline and embedding judges have no ablationbench protocol "
                 "(the reference's judges are models)"
             )
     judges: list[Judge] = [

@@ -491,3 +491,22 @@ def test_an_undefined_symbol_or_a_mask_indicator_is_never_swept(
     result = _mesh_plan(fake_llm, tmp_path, bare)
     assert [a.name for a in result.ablations] == [r["name"] for r in REMOVES]
     assert "Added by the planner" not in result.reasoning
+
+
+def test_an_item_that_ablates_a_label_of_the_prompts_facts_is_a_placeholder() -> None:
+    """Seen on the embedded model (MaskGIT, author mode): "the hyper-parameters and their
+    values in the paper" and "the design choice stated in the paper" as ablated parts, with
+    the listed facts as replacements."""
+    from ablationkit.planner.guards import placeholder
+    from ablationkit.schema import Ablation
+
+    for part in (
+        "the hyper-parameters and their values in the paper",
+        "Design choice stated in the paper",
+    ):
+        item = Ablation(name="Sweep", ablated_part=part, action="REPLACE", replacement=["T = 8"])
+        assert "prompt's label" in (placeholder(item) or "")
+    fine = Ablation(
+        name="Design choice", ablated_part="the mask scheduling function", action="REMOVE"
+    )
+    assert placeholder(fine) is None

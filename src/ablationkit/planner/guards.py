@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ablationkit.planner.hints import Setting
+from ablationkit.planner.hints import HINT_LABELS, Setting
 from ablationkit.schema import Ablation
 
 
@@ -201,6 +201,9 @@ def placeholder(ablation: Ablation) -> str | None:
         if _is_empty_value(text or ""):
             shown = (text or "").strip()
             return f"{label} is a placeholder ({shown!r})" if shown else f"empty {label}"
+        copied = _hint_label(text or "")
+        if copied:
+            return f"{label} is the prompt's label {copied!r}, not a component of the paper"
     action = getattr(ablation.action, "value", ablation.action)
     if action in ("REPLACE", "ADD"):
         values = _replacement_values(ablation.replacement)
@@ -213,6 +216,18 @@ def placeholder(ablation: Ablation) -> str | None:
     for metric in ablation.metrics:
         if placeholder_metric(metric):
             return f"placeholder metric {metric.strip()!r}" if metric.strip() else "empty metric"
+    return None
+
+
+def _hint_label(text: str) -> str | None:
+    """The label of the prompt's facts list that ``text`` is ("the hyper-parameters and
+    their values in the paper"), or None."""
+    words = _words(text)
+    if words[:1] == ["the"]:
+        words = words[1:]
+    for label in HINT_LABELS:
+        if words and words == _words(label):
+            return label
     return None
 
 

@@ -11,6 +11,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+# The labels of the facts the prompt lists: a small model sometimes "ablates" a label itself
+# ("the design choice stated in the paper"); planner.guards flags an item that names one.
+SETTINGS_LABEL = "Hyper-parameters and their values in the paper"
+CHOICE_LABEL = "Design choice stated in the paper"
+METRICS_LABEL = "Metrics mentioned"
+HINT_LABELS: tuple[str, ...] = (SETTINGS_LABEL, CHOICE_LABEL, METRICS_LABEL)
+
 _MATH_SETTING = re.compile(
     r"\$\s*(?P<name>\\?[A-Za-z][A-Za-z_{}\\]{0,20}?(?:_\{?[A-Za-z0-9,]{1,8}\}?)?)\s*=\s*"
     r"(?P<value>[0-9]+(?:\.[0-9]+)?(?:[eE]-?[0-9]+)?|10\^\{?-?[0-9]+\}?)\s*\$"
@@ -130,16 +137,16 @@ class PaperHints:
         lines = []
         if self.settings:
             lines.append(
-                "- Hyper-parameters and their values in the paper: "
+                f"- {SETTINGS_LABEL}: "
                 + "; ".join(
                     f"{s.name} = {s.value}" + (f" ({s.meaning})" if s.meaning else "")
                     for s in self.settings
                 )
             )
         for sentence in self.alternatives:
-            lines.append(f"- Design choice stated in the paper: {sentence}")
+            lines.append(f"- {CHOICE_LABEL}: {sentence}")
         if self.metrics:
-            lines.append("- Metrics mentioned: " + ", ".join(self.metrics))
+            lines.append(f"- {METRICS_LABEL}: " + ", ".join(self.metrics))
         return "\n".join(lines)
 
 

@@ -18,7 +18,6 @@ data (``data/offline-judge.json``) together with its out-of-fold agreement, whic
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit.errors import AblationKitError, FormatError
-from ablationkit.judge.base import JudgeBase, blank_judgement
+from ablationkit.judge.base import blank_judgement
+from ablationkit.judge.embedding import EmbeddingJudge
 from ablationkit.judge.pair_features import CHANGE_FEATURES, COMPONENT_FEATURES, pair_features
 from ablationkit.schema import Ablation, Judgement, Plan
 
@@ -302,29 +302,14 @@ def cross_validate_file(path: str | Path, judge: str = "offline") -> dict[str, A
     return cross_validate(pairs, judge)
 
 
-class OfflineJudge(JudgeBase):
-    """The offline judge with the packaged (or a given) ``OfflineModel``."""
+class OfflineJudge(EmbeddingJudge):
+    """The offline judge with the packaged (or a given) ``OfflineModel``; it encodes off
+    the event loop as the embedding judge does, and scores pairs with the fitted models."""
 
     def __init__(self, *, model: OfflineModel | None = None, encoder: Any = None) -> None:
         self.model = model or packaged_model()
-        self._encoder = encoder
+        super().__init__(threshold=self.model.threshold, encoder=encoder)
         self.name = "offline"
-
-    def loop_client(self) -> None:
-        return None  # calls no model
-
-    async def ajudge(
-        self,
-        plan: Plan,
-        targets: Sequence[Ablation],
-        *,
-        reviews: Sequence[str] = (),
-        title: str = "",
-        abstract: str = "",
-        paper_source: str = "",
-        k: int | None = None,
-    ) -> Judgement:
-        return await asyncio.to_thread(self.verdict, plan, targets, k)
 
     def verdict(self, plan: Plan, targets: Sequence[Ablation], k: int | None = None) -> Judgement:
         """The verdict, computed in the calling thread."""

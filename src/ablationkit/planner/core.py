@@ -14,7 +14,7 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -645,10 +645,6 @@ async def acomplete_plan(
         ).strip()
     if len(ablations) < k:
         progress.stage(f"warning: the plan has {len(ablations)} of the {k} ablations asked for")
-    total = request.load_seconds + time.perf_counter() - begun
-    prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
-    generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
-    latency = sum(r.latency for r in replies)
     return Plan(
         planner=PLANNER_NAME,
         model=model.id,
@@ -657,12 +653,22 @@ async def acomplete_plan(
         reasoning=reasoning,
         ablations=ablations,
         usage=Usage.total(r.as_usage() for r in replies),
-        timings=Timings(
-            load_s=round(request.load_seconds, 3),
-            prompt_s=round(prompt_ms / 1000, 3) if prompt_ms else None,
-            generation_s=round(generation_ms / 1000, 3) if generation_ms else round(latency, 3),
-            total_s=round(total, 3),
-        ),
+        timings=reply_timings(request, replies, begun),
+    )
+
+
+def reply_timings(request: PlanRequest, replies: Sequence[Completion], begun: float) -> Timings:
+    """A plan's seconds: loading, then its replies' prompt and generation as the server
+    timed them (llama.cpp reports both; other servers only the latency), and the total
+    since ``begun`` plus loading (time queued in a batch is not the paper's)."""
+    prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
+    generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
+    latency = sum(r.latency for r in replies)
+    return Timings(
+        load_s=round(request.load_seconds, 3),
+        prompt_s=round(prompt_ms / 1000, 3) if prompt_ms else None,
+        generation_s=round(generation_ms / 1000, 3) if generation_ms else round(latency, 3),
+        total_s=round(request.load_seconds + time.perf_counter() - begun, 3),
     )
 
 

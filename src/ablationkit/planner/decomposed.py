@@ -58,10 +58,11 @@ from ablationkit.planner.core import (
     PlanRequest,
     _save_raw,
     _template,
+    reply_timings,
 )
 from ablationkit.planner.guards import concrete_metrics, placeholder_value
 from ablationkit.planner.hints import PaperHints, Setting
-from ablationkit.schema import Ablation, Action, Mode, Plan, Timings, Usage
+from ablationkit.schema import Ablation, Action, Mode, Plan, Usage
 
 STRATEGY = "decomposed"
 PLANNER_NAME = "lm-planner-decomposed"
@@ -720,10 +721,6 @@ async def acomplete_decomposed(
             )
     summary = _summary(components, made_up, choice, k)
     replies = calls.replies
-    total = request.load_seconds + time.perf_counter() - begun
-    prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
-    generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
-    latency = sum(r.latency for r in replies)
     return Plan(
         planner=PLANNER_NAME,
         model=request.model.id,
@@ -732,12 +729,7 @@ async def acomplete_decomposed(
         reasoning=f"{reasoning}\n\n{summary}".strip(),
         ablations=[a for _, a in choice.chosen],
         usage=Usage.total(r.as_usage() for r in replies),
-        timings=Timings(
-            load_s=round(request.load_seconds, 3),
-            prompt_s=round(prompt_ms / 1000, 3) if prompt_ms else None,
-            generation_s=round(generation_ms / 1000, 3) if generation_ms else round(latency, 3),
-            total_s=round(total, 3),
-        ),
+        timings=reply_timings(request, replies, begun),
     )
 
 

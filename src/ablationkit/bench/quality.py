@@ -38,7 +38,7 @@ from typing import Any
 from ablationkit.bench.datasets import Instance
 from ablationkit.bench.store import RunRecord
 from ablationkit.errors import AblationKitError
-from ablationkit.judge.metrics import PaperResult, PaperScore, bootstrap_ci
+from ablationkit.judge.metrics import PaperResult, PaperScore, bootstrap_ci, macro_prf
 from ablationkit.papers.model import Paper
 from ablationkit.planner.guards import example_copy, placeholder
 from ablationkit.schema import Ablation, Mode, Plan
@@ -454,19 +454,6 @@ def count_validity(checks: Iterable[PlanCheck]) -> ValidityCounts:
 
 
 # ---------------------------------------------------------------------------- scores
-
-
-def macro_prf(scores: Sequence[PaperScore]) -> dict[str, float]:
-    """Macro precision, recall and F1 over papers, as ``bench score`` computes them: recall
-    is the mean over papers that have targets; a failed paper is 0 in all three."""
-    if not scores:
-        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-    recalls = [s.recall for s in scores if s.recall is not None]
-    return {
-        "precision": sum(s.precision for s in scores) / len(scores),
-        "recall": sum(recalls) / len(recalls) if recalls else 0.0,
-        "f1": sum(s.f1 for s in scores) / len(scores),
-    }
 
 
 @dataclass

@@ -87,7 +87,9 @@ def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def _macro(scores: Sequence[PaperScore]) -> dict[str, float]:
+def macro_prf(scores: Sequence[PaperScore]) -> dict[str, float]:
+    """Macro precision, recall and F1 over papers: recall is the mean over papers that have
+    targets; a failed paper is 0 in all three."""
     if not scores:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     recalls = [s.recall for s in scores if s.recall is not None]
@@ -206,7 +208,7 @@ def aggregate(
     errors = [j.paper_id for j in judgements if j.error is not None]
     unplanned = [s for s in plan_failures if s.error is not None]
     everything = scores + unplanned
-    macro = _macro(everything)
+    macro = macro_prf(everything)
     return JudgeScores(
         papers=len(everything),
         errors=len(errors),
@@ -216,7 +218,7 @@ def aggregate(
         failed=bool(judgements) and len(errors) == len(judgements),
         macro=Metrics(**macro),
         micro=Metrics(**_micro(everything)),
-        macro_ci95=bootstrap_ci(everything, _macro, resamples=resamples, seed=seed),
+        macro_ci95=bootstrap_ci(everything, macro_prf, resamples=resamples, seed=seed),
         per_paper={s.paper_id: PaperResult(**asdict(s)) for s in everything},
     )
 

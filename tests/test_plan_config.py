@@ -276,3 +276,12 @@ def test_cli_mode_is_case_insensitive_and_a_bad_one_is_named(cli: str, tmp_path:
     assert "Value error" not in bad.stderr
     typo = _cli(cli, "plan", "--sample", "--model", "m", "--max-context", "10")
     assert typo.returncode == 2 and "--max-context" in typo.stderr
+
+
+def test_a_whole_config_error_reads_without_a_stray_space() -> None:
+    """A problem of the settings together (no single field) names them, then the problem."""
+    with pytest.raises(PlanConfigError) as caught:
+        PlanConfig.validated({"strategy": "decomposed", "protocol": "ablationbench"})
+    message = str(caught.value)
+    assert " :" not in message and message.startswith("plan setting")
+    assert "strategy 'decomposed' works with protocol 'ablationkit' only" in message

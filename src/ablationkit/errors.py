@@ -29,7 +29,7 @@ def describe_validation(error: Any, prefix: str = "") -> str:
     """The first problem of a pydantic ``ValidationError`` as ``<prefix><field.path>: <msg>``."""
     problem = error.errors()[0]
     loc = ".".join(str(p) for p in problem["loc"])
-    where = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+    where = f"{prefix}{loc}" if loc else prefix.rstrip(". ")
     message = problem["msg"]
     if problem.get("type") == "value_error" and "error" in (problem.get("ctx") or {}):
         message = str(problem["ctx"]["error"])  # our validator's words, without "Value error, "

@@ -283,6 +283,27 @@ def test_only_a_symlinked_main_tex_means_no_main_file(project: Path, outside: Pa
         load_paper(project)
 
 
+def test_meta_json_symlinked_outside_never_names_the_paper(project: Path, outside: Path) -> None:
+    from ablationkit.planner.ids import paper_id_for
+
+    (outside / "meta.json").write_text(json.dumps({"slug": SECRET}), "utf-8")
+    (project / "meta.json").symlink_to(outside / "meta.json")
+    write_main(project, "Visible text.")
+    assert paper_id_for(project / "main.tex") == "proj"
+
+
+def test_meta_json_that_is_a_fifo_does_not_block_the_paper_id(project: Path) -> None:
+    from ablationkit.planner.ids import paper_id_for
+
+    os.mkfifo(project / "meta.json")
+    write_main(project, "Visible text.")
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(paper_id_for(project)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert result == ["proj"]
+
+
 # --------------------------------------------------------------------------- missing inputs
 
 

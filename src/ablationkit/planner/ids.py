@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from ablationkit.fsutil import load_json, safe_name
+from ablationkit.sandbox import UnsafePathError, check_file, open_regular
 
 __all__ = ["is_generic_name", "paper_id_for", "title_slug"]
 
@@ -79,11 +80,16 @@ def title_slug(title: str, limit: int = SLUG_LENGTH) -> str:
 def _meta_slug(folder: Path) -> str | None:
     """The ``slug`` of ``folder/meta.json`` (the shared papers' layout), if it has one."""
     meta = folder / "meta.json"
+    # A stranger's project: a meta.json symlinked outside its folder (or a FIFO) is not read.
+    if check_file(folder, meta) is not None:
+        return None
     try:
-        if not meta.is_file() or meta.stat().st_size > _MAX_META_BYTES:
+        with open_regular(meta) as handle:
+            raw = handle.read(_MAX_META_BYTES + 1)
+        if len(raw) > _MAX_META_BYTES:
             return None
-        data = load_json(meta.read_bytes())
-    except (ValueError, OSError):
+        data = load_json(raw)
+    except (ValueError, OSError, UnsafePathError):
         return None
     slug = data.get("slug") if isinstance(data, dict) else None
     return slug.strip() if isinstance(slug, str) and slug.strip() else None

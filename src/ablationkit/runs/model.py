@@ -74,6 +74,16 @@ class Grid(BaseModel):
     )
     mappings: list[AblationMapping] = Field(default_factory=list)
     unmapped: list[Unmapped] = Field(default_factory=list)
+    # Added by `grid` (optional, so hand-written grids need neither): the command it found for
+    # the project and the knobs it validated against, so an edited file can be checked again.
+    command: str | None = Field(
+        default=None,
+        description="Suggested run command with {overrides}, e.g. 'python train.py {overrides}'.",
+    )
+    knobs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The experiment's keys (or flags) and their defaults, as discovered.",
+    )
 
     def runs(self) -> list[GridRun]:
         """The baseline and every variant, times the seeds, in a stable order."""

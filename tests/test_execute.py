@@ -1,0 +1,401 @@
+"""``execute``: every grid entry runs once, is recorded at its end, and a rerun resumes.
+
+The experiment is a toy training script written into ``tmp_path``: it reads ``key=value``
+overrides, appends its run id to a counter file (so a test sees how often each run really
+executed), can sleep, fail or stay silent on request, and prints its metrics as the last
+JSON line of stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ablationkit.errors import AblationKitError, FormatError
+from ablationkit.runs.execute import (
+    RunResult,
+    execute,
+    fill_command,
+    load_grid,
+    metrics_from_text,
+    numeric_metrics,
+    read_result,
+)
+from ablationkit.runs.model import Grid
+
+TOY = r"""
+import json, os, sys, time
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+with open("counter.txt", "a") as f:
+    f.write(os.environ.get("ABLATIONKIT_RUN_ID", "?") + "\n")
+with open("pid-" + os.environ.get("ABLATIONKIT_RUN_ID", "?"), "w") as f:
+    f.write(str(os.getpid()))
+time.sleep(float(args.get("sleep", 0)))
+if args.get("fail") == "true":
+    print("Traceback: something broke", file=sys.stderr)
+    sys.exit(3)
+lr = float(args.get("lr", 0.1))
+seed = int(args.get("seed", 0))
+acc = 0.9 - abs(lr - 0.1) + 0.01 * seed
+print("epoch 1 loss 0.5")
+print('{"note": "not the last line"}')
+if args.get("quiet") != "true":
+    metrics = {"accuracy": acc, "loss": 1 - acc, "tag": "x", "nested": {"f1": acc / 2}}
+    if os.environ.get("ABLATIONKIT_METRICS_FILE"):
+        with open(os.environ["ABLATIONKIT_METRICS_FILE"], "w") as f:
+            json.dump({"accuracy": acc, "from_file": 1}, f)
+    else:
+        print(json.dumps(metrics))
+"""
+
+CMD = f"{sys.executable} train.py {{overrides}}"
+
+
+def make_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(TOY, encoding="utf-8")
+    return project
+
+
+def make_grid(
+    seeds: tuple[int, ...] = (0, 1),
+    lrs: tuple[float, ...] = (0.01, 0.5),
+    baseline: dict[str, Any] | None = None,
+    style: str = "hydra",
+) -> Grid:
+    return Grid.model_validate(
+        {
+            "plan": "plan.json",
+            "paper_id": "toy",
+            "project": ".",
+            "style": style,
+            "seeds": list(seeds),
+            "baseline": baseline or {},
+            "mappings": [
+                {
+                    "ablation": "Learning rate",
+                    "action": "REPLACE",
+                    "variants": [{"label": f"lr={lr}", "overrides": {"lr": lr}} for lr in lrs],
+                }
+            ],
+        }
+    )
+
+
+def counts(project: Path) -> dict[str, int]:
+    path = project / "counter.txt"
+    lines = path.read_text().split() if path.exists() else []
+    return {run_id: lines.count(run_id) for run_id in set(lines)}
+
+
+def test_every_run_executes_once_and_is_recorded_with_its_metrics(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid()
+    report = execute(grid, CMD, project=project, jobs=2)
+    assert len(report.results) == 6 and not report.failed and report.skipped == []
+    assert counts(project) == {run.run_id: 1 for run in grid.runs()}
+    for run in grid.runs():
+        run_dir = project / "runs" / run.run_id
+        assert sorted(p.name for p in run_dir.iterdir()) == [
+            "result.json",
+            "stderr.txt",
+            "stdout.txt",
+        ]
+        result = RunResult.model_validate_json((run_dir / "result.json").read_text())
+        lr = run.overrides.get("lr", 0.1)
+        assert result.status == "ok" and result.exit_code == 0
+        assert result.metrics["accuracy"] == pytest.approx(0.9 - abs(lr - 0.1) + 0.01 * run.seed)
+        assert result.metrics["nested.f1"] == pytest.approx(result.metrics["accuracy"] / 2)
+        assert "tag" not in result.metrics and "note" not in result.metrics
+        assert result.metrics_source == "stdout"
+        assert "epoch 1 loss" in (run_dir / "stdout.txt").read_text()
+
+
+def test_a_rerun_skips_finished_runs(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,))
+    execute(grid, CMD, project=project)
+    report = execute(grid, CMD, project=project)
+    assert report.results == [] and len(report.skipped) == 3
+    assert set(counts(project).values()) == {1}
+
+
+def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,))
+    grid.mappings[0].variants[0].overrides["fail"] = True
+    report = execute(grid, CMD, project=project)
+    assert len(report.results) == 3 and len(report.failed) == 1
+    failed = report.failed[0]
+    assert failed.status == "failed" and failed.exit_code == 3
+    assert "Traceback: something broke" in failed.stderr_tail
+    assert failed.error == "exit code 3: Traceback: something broke"
+    # a plain rerun leaves it alone; --retry-failed runs exactly the failed one again
+    assert execute(grid, CMD, project=project).results == []
+    again = execute(grid, CMD, project=project, retry_failed=True)
+    assert [r.run_id for r in again.results] == [failed.run_id]
+    assert counts(project)[failed.run_id] == 2
+    assert sorted(counts(project).values()) == [1, 1, 2]
+
+
+def test_a_run_without_metrics_fails_with_the_reason(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=(), baseline={"quiet": True})
+    [result] = execute(grid, CMD, project=project).results
+    assert result.status == "failed" and result.exit_code == 0
+    assert result.error is not None and "printed no JSON object line" in result.error
+
+
+def test_metrics_file_is_read_from_the_run_folder(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=())
+    cmd = f"{sys.executable} train.py {{overrides}} && test -n {{metrics_file}}"
+    [result] = execute(grid, cmd, project=project, metrics_file="m.json").results
+    assert result.ok, result.error
+    assert result.metrics == {"accuracy": pytest.approx(0.9), "from_file": 1.0}
+    assert result.metrics_source == "metrics-file"
+    kept = json.loads((project / "runs" / result.run_id / "m.json").read_text())
+    assert kept["from_file"] == 1
+
+
+def test_placeholders_are_filled_and_quoted(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(7,), lrs=())
+    cmd = (
+        f"echo {{run_id}} {{seed}} > seen.txt; {sys.executable} train.py {{overrides}}; "
+        "echo ${HOME:+home} >> seen.txt"
+    )
+    [result] = execute(grid, cmd, project=project).results
+    assert result.ok
+    assert (project / "seen.txt").read_text().split() == ["baseline--seed7", "7", "home"]
+    assert fill_command("{x} {overrides} {{y}}", {"overrides": "a=1"}) == "{x} a=1 {{y}}"
+
+
+def test_argparse_style_grid_passes_flags(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "import argparse, json\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--lr', type=float, default=0.1)\n"
+        "p.add_argument('--seed', type=int, default=0)\n"
+        "p.add_argument('--no-aug', action='store_true')\n"
+        "a = p.parse_args()\n"
+        "print(json.dumps({'lr': a.lr, 'seed': a.seed, 'aug': 0 if a.no_aug else 1}))\n"
+    )
+    grid = make_grid(seeds=(2,), lrs=(0.3,), style="argparse")
+    grid.mappings[0].variants[0].overrides["no-aug"] = True
+    report = execute(grid, f"{sys.executable} train.py {{overrides}}", project=project)
+    by_id = {r.run_id: r.metrics for r in report.results}
+    assert by_id["baseline--seed2"] == {"lr": 0.1, "seed": 2.0, "aug": 1.0}
+    assert by_id["learning-rate--lr-0-3--seed2"] == {"lr": 0.3, "seed": 2.0, "aug": 0.0}
+
+
+def test_a_run_over_its_timeout_is_killed_with_its_children(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=(), baseline={"sleep": 30})
+    # the shell's child (python) must die too, not only the shell: the whole process group
+    cmd = f"{sys.executable} train.py {{overrides}}; echo after > after.txt"
+    start = time.monotonic()
+    [result] = execute(grid, cmd, project=project, timeout=0.5).results
+    assert time.monotonic() - start < 20  # hang guard, not a timing assertion
+    assert result.status == "timeout" and result.exit_code is None
+    assert result.error == "timed out after 0.5 s"
+    assert not (project / "after.txt").exists()
+
+
+def test_an_edited_grid_reruns_the_runs_whose_overrides_changed(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=(0.5,))
+    execute(grid, CMD, project=project)
+    grid.mappings[0].variants[0].overrides["lr"] = 0.2  # same label, so the same run id
+    report = execute(grid, CMD, project=project)
+    assert [r.run_id for r in report.results] == ["learning-rate--lr-0-5--seed0"]
+    assert report.results[0].overrides["lr"] == 0.2
+
+
+def test_a_damaged_result_is_set_aside_and_the_run_redone(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=())
+    execute(grid, CMD, project=project)
+    path = project / "runs" / "baseline--seed0" / "result.json"
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="not a valid run result"):
+        report = execute(grid, CMD, project=project)
+    assert [r.run_id for r in report.results] == ["baseline--seed0"]
+    assert read_result(project / "runs", "baseline--seed0") is not None
+    assert any(p.name.startswith("result.json.corrupt-") for p in path.parent.iterdir())
+
+
+def test_a_command_without_overrides_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AblationKitError, match=r"no \{overrides\}"):
+        execute(make_grid(), "python train.py", project=make_project(tmp_path))
+
+
+def test_metrics_parsing_keeps_finite_numbers_of_the_last_object_line() -> None:
+    text = '{"a": 1}\nnoise\n{"acc": 0.5, "ok": true, "nan": NaN, "s": "x", "d": {"e": 2}}\n'
+    parsed = metrics_from_text(text)
+    assert parsed is not None and numeric_metrics(parsed) == {"acc": 0.5, "d.e": 2.0}
+    assert metrics_from_text("no json here\n[1, 2]\n") is None
+
+
+def test_grid_file_errors_are_one_line_format_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "grid.json"
+    bad.write_text('{"plan": "p"}')
+    with pytest.raises(FormatError, match=r"grid.json: not a grid file: paper_id"):
+        load_grid(bad)
+    with pytest.raises(FormatError, match="no such file"):
+        load_grid(tmp_path / "none.json")
+
+
+# --- through the command line ---------------------------------------------------------------
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has ended (a zombie nobody reaped counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" in status.read_text()
+    except OSError:
+        return True
+
+
+def write_grid(project: Path, grid: Grid) -> Path:
+    path = project / "grid.json"
+    path.write_text(grid.model_dump_json(indent=2))
+    return path
+
+
+def test_cli_execute_reports_and_exits_1_when_a_run_failed(cli: str, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,))
+    grid.mappings[0].variants[1].overrides["fail"] = True
+    path = write_grid(project, grid)
+    done = subprocess.run(
+        [cli, "execute", str(path), "--cmd", CMD, "--jobs", "2"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "execute: 3 runs to do" in done.stderr
+    assert "execute: 2 ok, 1 failed, 0 already done" in done.stderr
+    assert "learning-rate--lr-0-5--seed0: failed: exit code 3" in done.stderr
+    again = subprocess.run(
+        [cli, "execute", str(path), "--cmd", CMD],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0 and "0 ok, 0 failed, 3 already done" in again.stderr
+
+
+def test_cli_execute_bad_grid_is_one_line_exit_2(cli: str, tmp_path: Path) -> None:
+    (tmp_path / "grid.json").write_text("[1]")
+    done = subprocess.run(
+        [cli, "execute", "grid.json", "--cmd", "x {overrides}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: grid.json: not a grid: the file holds no JSON object"
+    ]
+
+
+def test_killed_execute_resumes_without_redoing_finished_runs(cli: str, tmp_path: Path) -> None:
+    """SIGKILL mid-way (no chance to clean up), then a rerun: finished runs are not executed
+    again, the killed one is redone, nothing of it is taken as a result."""
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0, 1), lrs=(0.5,), baseline={"sleep": 0.4})
+    path = write_grid(project, grid)
+    runs = project / "runs"
+    proc = subprocess.Popen(
+        [cli, "execute", str(path), "--cmd", CMD],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(runs.glob("*/result.json")):
+            assert proc.poll() is None, "execute ended before it could be killed"
+            assert time.monotonic() < deadline, "no run finished in 60 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    finished_first = {p.parent.name for p in runs.glob("*/result.json")}
+    assert 0 < len(finished_first) < 4
+    time.sleep(0.6)  # the killed run's script, if it outlived execute, would count by now
+    started_first = counts(project)
+    done = subprocess.run(
+        [cli, "execute", str(path), "--cmd", CMD],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"({len(finished_first)} already done)" in done.stderr
+    final = counts(project)
+    all_ids = {run.run_id for run in grid.runs()}
+    assert {p.parent.name for p in runs.glob("*/result.json")} == all_ids
+    for run_id in finished_first:
+        assert final[run_id] == 1, f"{run_id} was executed again"
+    for run_id in all_ids - finished_first:
+        assert final[run_id] == started_first.get(run_id, 0) + 1
+    assert not list(runs.glob("*/.attempt-*")), "a killed attempt's folder was left behind"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_execute_takes_its_runs_down_with_it(cli: str, tmp_path: Path) -> None:
+    """SIGKILL of execute ends the run's script too, not only the shell between them: an
+    orphan would go on writing and compete with the rerun's attempt."""
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=(), baseline={"sleep": 60})
+    path = write_grid(project, grid)
+    proc = subprocess.Popen(
+        [cli, "execute", str(path), "--cmd", CMD],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = project / "pid-baseline--seed0"
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        script = int(pid_file.read_text())
+        assert not gone(script)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 15
+        while not gone(script) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(script), "the run's script outlived the killed execute"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if pid_file.exists() and not gone(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -1236,6 +1236,11 @@ def _print_outline(loaded: Any) -> None:
     )
 
 
+from ablationkit.cli_execute import register as _register_execute  # noqa: E402
+
+_register_execute(app)  # execute, results (issue 14)
+
+
 def _hide_flag_types(command: Any) -> Any:
     """Flags take no value, so their help rows show none: typer labels them ``<bool>``."""
     for param in getattr(command, "params", []):

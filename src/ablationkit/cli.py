@@ -1240,6 +1240,10 @@ from ablationkit.cli_execute import register as _register_execute  # noqa: E402
 
 _register_execute(app)  # execute, results (issue 14)
 
+from ablationkit.cli_grid import register as _register_grid  # noqa: E402
+
+_register_grid(app)  # grid, grid-export, sample-project (issue 14)
+
 
 def _hide_flag_types(command: Any) -> Any:
     """Flags take no value, so their help rows show none: typer labels them ``<bool>``."""

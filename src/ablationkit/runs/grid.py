@@ -1,0 +1,532 @@
+"""``grid``: a plan's ablations as concrete runs of the user's experiment.
+
+A model proposes, for each planned ablation, the setting changes that run it (REPLACE: one
+variant per value; REMOVE: the switch-off; ADD: the variant). Nothing it says is taken on
+trust: every key must be one of the experiment's knobs (:mod:`ablationkit.runs.project`) and
+every value of the knob's kind, else the whole ablation is listed under ``unmapped`` with the
+reason. A mapping is never repaired by guessing, because a wrong run looks exactly like a
+right one in the results table. Variants identical to the baseline are dropped (they would
+be a second baseline). The seeds multiply every variant in :meth:`Grid.runs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ablationkit.errors import AblationKitError
+from ablationkit.lm.jsonreply import ReplyParseError, extract_json
+from ablationkit.runs.model import (
+    AblationMapping,
+    Grid,
+    OverrideValue,
+    Unmapped,
+    Variant,
+)
+from ablationkit.runs.project import Experiment, Knob, format_value
+from ablationkit.schema import Ablation, Action, Plan, Usage
+
+# Per-knob value types in the reply schema only up to this many knobs: beyond it the
+# constrained grammar of a local model grows too large, and validation here does the work.
+SCHEMA_KNOB_LIMIT = 60
+MAX_VARIANTS = 8
+
+
+class GridError(AblationKitError):
+    """No usable mapping from the model (both its reply and the repaired one were broken)."""
+
+    exit_code = 4
+
+
+@dataclass
+class GridResult:
+    """The grid, what its model calls cost, and what was dropped or noticed on the way."""
+
+    grid: Grid
+    usage: Usage = field(default_factory=Usage)
+    notes: list[str] = field(default_factory=list)
+
+
+# --- the prompt -----------------------------------------------------------------------------
+
+
+@cache
+def _template(name: str) -> Any:
+    from jinja2 import Environment, StrictUndefined
+
+    env = Environment(undefined=StrictUndefined, autoescape=False)
+    text = resources.files("ablationkit.planner").joinpath("prompts", name).read_text("utf-8")
+    return env.from_string(text)
+
+
+def _replacement_text(ablation: Ablation) -> str:
+    value = ablation.replacement
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return ""
+
+
+def grid_messages(plan: Plan, experiment: Experiment, title: str = "") -> list[dict[str, str]]:
+    """The system and user messages asking for the mapping of every ablation of ``plan``."""
+    values = {
+        "title": title or plan.paper_id,
+        "source": experiment.source(),
+        "knobs": [knob.describe() for knob in experiment.knobs.values()],
+        "seed_key": experiment.seed_key,
+        "ablations": [
+            {
+                "name": a.name,
+                "action": a.action.value,
+                "ablated_part": a.ablated_part,
+                "replacement": _replacement_text(a),
+            }
+            for a in plan.ablations
+        ],
+    }
+    return [
+        {"role": "system", "content": _template("grid_system.j2").render(**values).strip()},
+        {"role": "user", "content": _template("grid.j2").render(**values).strip()},
+    ]
+
+
+def _value_schema(knob: Knob) -> dict[str, Any]:
+    """The JSON schema of one knob's value: its kind, or null (a REMOVE may unset it)."""
+    if knob.choices:
+        return {"enum": [*knob.choices, None]}
+    value = knob.value
+    if knob.flag or isinstance(value, bool):
+        return {"type": ["boolean", "null"]}
+    if isinstance(value, (int, float)):
+        return {"type": ["number", "null"]}
+    if isinstance(value, str):
+        return {"type": ["string", "null"]}
+    return {"type": ["string", "number", "boolean", "null"]}
+
+
+def grid_schema(experiment: Experiment, n: int) -> dict[str, Any]:
+    """The reply's JSON schema: one mapping per ablation, overrides keyed by the knobs."""
+    knobs = [k for k in experiment.knobs.values() if k.key != experiment.seed_key]
+    if len(knobs) <= SCHEMA_KNOB_LIMIT:
+        overrides: dict[str, Any] = {
+            "type": "object",
+            "properties": {k.key: _value_schema(k) for k in knobs},
+            "additionalProperties": False,
+        }
+    else:
+        overrides = {
+            "type": "object",
+            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+        }
+    mapping = {
+        "type": "object",
+        "properties": {
+            "ablation": {"type": "integer", "minimum": 1, "maximum": max(n, 1)},
+            "mapped": {"type": "boolean"},
+            "reason": {"type": "string", "maxLength": 300},
+            "variants": {
+                "type": "array",
+                "maxItems": MAX_VARIANTS,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "label": {"type": "string", "minLength": 1, "maxLength": 60},
+                        "overrides": overrides,
+                    },
+                    "required": ["label", "overrides"],
+                },
+            },
+        },
+        "required": ["ablation", "mapped", "reason", "variants"],
+    }
+    return {
+        "type": "object",
+        "properties": {"mappings": {"type": "array", "items": mapping, "maxItems": n}},
+        "required": ["mappings"],
+    }
+
+
+# --- validating the reply -------------------------------------------------------------------
+
+
+def coerce(knob: Knob, value: Any) -> OverrideValue:
+    """``value`` as the knob takes it, or ValueError saying why it cannot be.
+
+    Numbers written as text ("0.5") and switches as words ("false") are read; a word for a
+    number, an option not among the knob's choices, or a nested object are refused.
+    """
+    if isinstance(value, dict):
+        raise ValueError("a nested object is not a value")
+    if value is None:
+        return None
+    default = knob.value
+    if isinstance(value, list):
+        if isinstance(default, list) or default is None:
+            return format_value(value)
+        raise ValueError(f"a list for a key whose value is {format_value(default)}")
+    if knob.choices:
+        text = format_value(value)
+        if text not in knob.choices:
+            raise ValueError(f"{text!r} is not one of its options ({', '.join(knob.choices)})")
+        return text
+    if knob.flag or isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUTH:
+            return _TRUTH[value.strip().lower()]
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{value!r} is not true or false")
+    if isinstance(default, (int, float)):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not a number") from None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError(f"{value!r} is not a number")
+        if isinstance(default, int) and float(number).is_integer():
+            return int(number)
+        return float(number) if isinstance(number, float) else number
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
+
+
+_TRUTH = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as settings: ``1`` is ``1.0``, but ``True`` is not ``1`` and ``"1"`` not ``1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, list) or isinstance(b, list):
+        return format_value(a) == format_value(b)
+    return type(a) is type(b) and a == b
+
+
+def _normal_key(key: str) -> str:
+    """A key as the model may dress it: ``--lr`` or Hydra's ``+key`` / ``++key``."""
+    return key.strip().lstrip("+").removeprefix("--")
+
+
+def _overrides_of(raw: Any) -> dict[str, Any]:
+    """The overrides of a variant as an object; a list of ``{"key", "value"}`` pairs or of
+    ``"key=value"`` words is read too (models write both)."""
+    if isinstance(raw, dict):
+        return {str(k): v for k, v in raw.items()}
+    if isinstance(raw, list):
+        pairs: dict[str, Any] = {}
+        for item in raw:
+            if isinstance(item, dict) and "key" in item:
+                pairs[str(item["key"])] = item.get("value")
+            elif isinstance(item, str) and "=" in item:
+                key, _, text = item.partition("=")
+                pairs[key] = text
+            else:
+                raise ValueError(f"override {item!r} is not key=value")
+        return pairs
+    raise ValueError("its overrides are not an object of key: value")
+
+
+def _index_of(value: Any, plan: Plan) -> int | None:
+    """Which planned ablation an item means: its number (1-based) or its exact name."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) and float(value).is_integer():
+        index = int(value) - 1
+        return index if 0 <= index < len(plan.ablations) else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return _index_of(int(text), plan)
+        for i, ablation in enumerate(plan.ablations):
+            if ablation.name.strip().lower() == text.lower():
+                return i
+    return None
+
+
+def parse_mapping_reply(
+    text: str, plan: Plan, experiment: Experiment
+) -> tuple[list[AblationMapping], list[Unmapped], list[str]]:
+    """``(mappings, unmapped, notes)`` from a reply, in the plan's order.
+
+    A reply that is not JSON, has no ``mappings`` list, or names none of the plan's
+    ablations raises :class:`ReplyParseError` (the caller asks once more); anything wrong
+    inside one mapping only moves that ablation to ``unmapped`` with the reason.
+    """
+    data = extract_json(text)
+    if isinstance(data, list):
+        data = {"mappings": data}
+    if not isinstance(data, dict) or not isinstance(data.get("mappings"), list):
+        raise ReplyParseError('the JSON has no "mappings" list')
+    items: dict[int, dict[str, Any]] = {}
+    notes: list[str] = []
+    for position, item in enumerate(data["mappings"]):
+        if not isinstance(item, dict):
+            raise ReplyParseError("a mapping is not a JSON object")
+        index = _index_of(item.get("ablation", position + 1), plan)
+        if index is None:
+            named = item.get("ablation")
+            notes.append(f"a mapping for ablation {named!r}, which is not in the plan: ignored")
+        elif index in items:
+            notes.append(f"a second mapping for ablation {index + 1}: ignored")
+        else:
+            items[index] = item
+    if plan.ablations and not items:
+        raise ReplyParseError(
+            f"no mapping names a planned ablation by its number (1 to {len(plan.ablations)})"
+        )
+    mappings: list[AblationMapping] = []
+    unmapped: list[Unmapped] = []
+    for index, ablation in enumerate(plan.ablations):
+        item = items.get(index)
+        if item is None:
+            unmapped.append(Unmapped(ablation=ablation.name, reason="the model gave no mapping"))
+            continue
+        result = _validate(ablation, item, experiment)
+        if isinstance(result, AblationMapping):
+            mappings.append(result)
+        else:
+            unmapped.append(result)
+    return mappings, unmapped, notes
+
+
+def _validate(
+    ablation: Ablation, item: dict[str, Any], experiment: Experiment
+) -> AblationMapping | Unmapped:
+    """One ablation's mapping, checked against the knobs; any problem -> ``Unmapped``."""
+    reason = " ".join(str(item.get("reason") or "").split())[:300]
+    variants_raw = item.get("variants")
+    if item.get("mapped") is False or not variants_raw:
+        return Unmapped(
+            ablation=ablation.name, reason=reason or "the model found no setting that runs it"
+        )
+    if not isinstance(variants_raw, list):
+        return Unmapped(ablation=ablation.name, reason="its variants are not a list")
+    variants: list[Variant] = []
+    dropped: list[str] = []
+    labels: set[str] = set()
+    for raw in variants_raw[:MAX_VARIANTS]:
+        if not isinstance(raw, dict):
+            return Unmapped(ablation=ablation.name, reason="a variant is not a JSON object")
+        try:
+            given = _overrides_of(raw.get("overrides"))
+        except ValueError as exc:
+            return Unmapped(ablation=ablation.name, reason=f"a variant: {exc}")
+        overrides: dict[str, OverrideValue] = {}
+        for raw_key, raw_value in given.items():
+            key = _normal_key(raw_key)
+            knob = experiment.knobs.get(key)
+            if knob is None:
+                return Unmapped(
+                    ablation=ablation.name,
+                    reason=f"the model used {raw_key!r}, which is not a setting of "
+                    f"{experiment.source()}",
+                )
+            if key == experiment.seed_key:
+                dropped.append(f"its {key} override (the grid sets the seed)")
+                continue
+            try:
+                overrides[key] = coerce(knob, raw_value)
+            except ValueError as exc:
+                return Unmapped(ablation=ablation.name, reason=f"{key}: {exc}")
+        label = " ".join(str(raw.get("label") or "").split())[:60] or _label(overrides)
+        if all(same_value(v, experiment.knobs[k].value) for k, v in overrides.items()):
+            dropped.append(f"variant {label!r} (it is the baseline's setting)")
+            continue
+        if any(v.overrides == overrides for v in variants):
+            dropped.append(f"variant {label!r} (the same overrides as another)")
+            continue
+        variants.append(Variant(label=_unique_label(label, labels), overrides=overrides))
+    if ablation.action is Action.REMOVE and len(variants) > 1:
+        dropped.extend(f"variant {v.label!r} (a removal runs once)" for v in variants[1:])
+        variants = variants[:1]
+    if not variants:
+        why = "; ".join(dropped) or "no variant"
+        return Unmapped(ablation=ablation.name, reason=f"nothing left to run: dropped {why}")
+    rationale = reason
+    if dropped:
+        rationale = (rationale + " " if rationale else "") + "Dropped " + "; ".join(dropped) + "."
+    return AblationMapping(
+        ablation=ablation.name, action=ablation.action, variants=variants, rationale=rationale
+    )
+
+
+def _label(overrides: dict[str, OverrideValue]) -> str:
+    return " ".join(f"{k}={format_value(v)}" for k, v in overrides.items())[:60] or "variant"
+
+
+def _unique_label(label: str, seen: set[str]) -> str:
+    candidate, n = label, 2
+    while candidate.lower() in seen:
+        candidate = f"{label} ({n})"
+        n += 1
+    seen.add(candidate.lower())
+    return candidate
+
+
+# --- the grid -------------------------------------------------------------------------------
+
+
+def seed_list(experiment: Experiment, seeds: int) -> list[int]:
+    """``seeds`` seeds starting from the config's own (so the baseline's run is among them)."""
+    start = 0
+    if experiment.seed_key is not None:
+        value = experiment.knobs[experiment.seed_key].value
+        if isinstance(value, int) and not isinstance(value, bool):
+            start = value
+    return list(range(start, start + seeds))
+
+
+def reply_tokens(n: int) -> int:
+    """A bounded reply: a mapping with a few variants is ~150 tokens."""
+    return 300 + 250 * max(n, 1)
+
+
+def make_grid(
+    plan: Plan,
+    experiment: Experiment,
+    *,
+    plan_path: str | Path,
+    model: str = "local",
+    client: Any = None,
+    api_base: str | None = None,
+    seeds: int = 3,
+    timeout: float | None = None,
+    deadline: float | None = None,
+    title: str = "",
+    **params: Any,
+) -> GridResult:
+    """Ask ``model`` to map every ablation of ``plan`` onto ``experiment``; validate; build
+    the grid. A reply that stays broken after one repair is a :class:`GridError`."""
+    from ablationkit.lm.client import default_client
+    from ablationkit.lm.repair import RepairFailed, complete_and_parse
+    from ablationkit.lm.types import Completion
+
+    if seeds < 1:
+        raise AblationKitError(f"--seeds must be at least 1, not {seeds}")
+    notes = list(experiment.notes)
+    mappings: list[AblationMapping] = []
+    unmapped: list[Unmapped] = []
+    usage = Usage()
+    if plan.ablations:
+        client = client or default_client()
+        messages = grid_messages(plan, experiment, title)
+        schema = grid_schema(experiment, len(plan.ablations))
+        call: dict[str, Any] = {"temperature": 0, "max_tokens": reply_tokens(len(plan.ablations))}
+        call.update(params)
+
+        def parse(
+            reply: Completion,
+        ) -> tuple[list[AblationMapping], list[Unmapped], list[str]]:
+            return parse_mapping_reply(reply.text, plan, experiment)
+
+        try:
+            (mappings, unmapped, parse_notes), replies = complete_and_parse(
+                client,
+                messages,
+                model,
+                parse,
+                instruction="Reply again with only the JSON object.",
+                schema=schema,
+                api_base=api_base,
+                timeout=timeout,
+                deadline=deadline,
+                **call,
+            )
+        except RepairFailed as failure:
+            raise GridError(
+                f"{model} gave no usable mapping: {failure.message}", where=str(plan_path)
+            ) from None
+        notes.extend(parse_notes)
+        usage = Usage.total(r.as_usage() for r in replies)
+    if experiment.seed_key is None and seeds > 1:
+        notes.append(
+            f"{experiment.source()} has no seed setting: the {seeds} seeds repeat the same command"
+        )
+    grid = Grid(
+        plan=str(Path(plan_path).resolve()),
+        paper_id=plan.paper_id,
+        project=str(experiment.project),
+        config=experiment.config,
+        style=experiment.style,
+        seed_key=experiment.seed_key,
+        seeds=seed_list(experiment, seeds),
+        mappings=mappings,
+        unmapped=unmapped,
+        command=experiment.command,
+        knobs={k.key: k.value for k in experiment.knobs.values()},
+    )
+    return GridResult(grid=grid, usage=usage, notes=notes)
+
+
+def check_grid(grid: Grid) -> list[str]:
+    """What an edited grid file got wrong against the knobs it was made with (empty if it
+    records none): unknown keys, one line each, so a typo is caught before any run."""
+    if not grid.knobs:
+        return []
+    problems: list[str] = []
+    known = set(grid.knobs)
+    for mapping in grid.mappings:
+        for variant in mapping.variants:
+            for key in variant.overrides:
+                if _normal_key(key) not in known:
+                    problems.append(
+                        f"{mapping.ablation} / {variant.label}: {key!r} is not a setting "
+                        f"of the project"
+                    )
+    problems.extend(
+        f"baseline: {key!r} is not a setting of the project"
+        for key in grid.baseline
+        if _normal_key(key) not in known
+    )
+    return problems
+
+
+def describe_mapping(grid: Grid) -> list[tuple[str, str, str, str]]:
+    """Rows for the confirmation table: (ablation, action, variant, overrides)."""
+    rows: list[tuple[str, str, str, str]] = []
+    for mapping in grid.mappings:
+        for variant in mapping.variants:
+            words = ", ".join(f"{k}={format_value(v)}" for k, v in variant.overrides.items())
+            rows.append((mapping.ablation, mapping.action.value, variant.label, words))
+    return rows
+
+
+def grid_json(grid: Grid) -> str:
+    """The grid file's text: indented JSON, ending with a newline (the user edits it)."""
+    return grid.model_dump_json(indent=2) + "\n"
+
+
+def save_grid(grid: Grid, path: str | Path) -> Path:
+    """Write the grid atomically; a failure names the file."""
+    from ablationkit.fsutil import atomic_write_text
+
+    target = Path(path)
+    try:
+        atomic_write_text(target, grid_json(grid))
+    except OSError as exc:
+        problem = exc.strerror or exc
+        raise AblationKitError(f"cannot write the grid ({problem})", where=target) from None
+    return target
+
+
+__all__: Sequence[str] = [
+    "GridError",
+    "GridResult",
+    "check_grid",
+    "coerce",
+    "describe_mapping",
+    "grid_messages",
+    "grid_schema",
+    "make_grid",
+    "parse_mapping_reply",
+    "save_grid",
+]

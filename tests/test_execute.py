@@ -399,3 +399,21 @@ def test_a_killed_execute_takes_its_runs_down_with_it(cli: str, tmp_path: Path) 
             proc.kill()
         if pid_file.exists() and not gone(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_cli_execute_uses_the_grids_command_unless_given(cli: str, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=())
+    path = write_grid(project, grid)
+    done = subprocess.run(
+        [cli, "execute", str(path)], cwd=project, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {path}: no command: give --cmd")
+    grid.command = CMD
+    write_grid(project, grid)
+    done = subprocess.run(
+        [cli, "execute", str(path)], cwd=project, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert counts(project) == {"baseline--seed0": 1}

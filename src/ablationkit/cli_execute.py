@@ -124,13 +124,14 @@ def register(app: typer.Typer) -> None:
     def execute_command(
         grid_file: Annotated[Path, typer.Argument(help="The grid file (from `grid`).")],
         cmd: Annotated[
-            str,
+            str | None,
             typer.Option(
                 "--cmd",
                 help="Shell command of one run, run in the project folder (here): {overrides} "
-                "(required), {seed}, {run_id}, {metrics_file}; values are shell-quoted.",
+                "(required), {seed}, {run_id}, {metrics_file}; values are shell-quoted. "
+                "Default: the grid's own command (what `grid` found).",
             ),
-        ],
+        ] = None,
         jobs: Annotated[
             int | None,
             typer.Option(
@@ -172,6 +173,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every entry of a grid here (or on Ray); resumable, finished runs are skipped."""
         from ablationkit.cli import _user_errors
+        from ablationkit.errors import AblationKitError
         from ablationkit.runs.execute import RayOptions, execute, load_grid
 
         reporter = _Reporter(sys.stderr.isatty())
@@ -179,13 +181,20 @@ def register(app: typer.Typer) -> None:
         try:
             with _user_errors():
                 grid = load_grid(grid_file)
+                command = cmd or grid.command
+                if not command:
+                    raise AblationKitError(
+                        'no command: give --cmd (e.g. --cmd "python train.py {overrides}"); '
+                        "the grid file names none",
+                        where=grid_file,
+                    )
                 options = None
                 if ray or ray_address:
                     num_cpus = None if jobs is None else max(1, round(jobs * cpus_per_run))
                     options = RayOptions(ray_address, cpus_per_run, gpus_per_run, num_cpus)
                 report = execute(
                     grid,
-                    cmd,
+                    command,
                     project=Path.cwd(),
                     runs_dir=runs_dir,
                     jobs=jobs,

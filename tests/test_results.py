@@ -116,6 +116,14 @@ def test_best_and_worst_follow_each_metrics_direction(tmp_path: Path) -> None:
     assert flipped.rows[1].marks["val_loss"] == "best"
 
 
+def test_metrics_can_be_chosen_and_ordered(tmp_path: Path) -> None:
+    g, runs = full_runs(tmp_path)
+    table = collect(g, runs, metrics=["val_loss", "nope"])
+    assert table.metrics == ["val_loss"]
+    assert all(set(r.stats) <= {"val_loss"} for r in table.rows)
+    assert "accuracy" not in to_markdown(table)
+
+
 def test_failed_and_missing_runs_are_shown_not_dropped(tmp_path: Path) -> None:
     g, runs = full_runs(tmp_path)
     table = collect(g, runs)

@@ -232,6 +232,10 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--higher-is-better", help="A metric whose higher values are better."),
         ] = None,
+        metric: Annotated[
+            list[str] | None,
+            typer.Option("--metric", help="Show only this metric (repeat; default: all)."),
+        ] = None,
     ) -> None:
         """The ablation table (mean ± std over seeds, Δ from the baseline) and its chart."""
         from ablationkit.cli import _user_errors
@@ -240,7 +244,9 @@ def register(app: typer.Typer) -> None:
 
         with _user_errors():
             grid = load_grid(grid_file)
-            table = collect(grid, runs_dir, lower=lower or (), higher=higher or ())
+            table = collect(
+                grid, runs_dir, lower=lower or (), higher=higher or (), metrics=metric or ()
+            )
             written = write_results(table, out)
         _print_table(table)
         for kind, path in written.items():

@@ -9,6 +9,7 @@ row's std over seeds. Rows without numbers are named on the axis as "no result",
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from ablationkit.fsutil import atomic_write_bytes
 from ablationkit.runs.results import ResultsTable
 
 BETTER, WORSE, NEUTRAL = "#2e7d32", "#c62828", "#9e9e9e"
-MAX_PANELS = 6  # more metrics than that: the first six (the table has them all)
+MAX_PANELS = 9  # more metrics than that: the first nine (the table has them all)
+COLUMNS = 3  # panels per line of the figure
 
 
 def draw_chart(table: ResultsTable, path: str | Path) -> Path | None:
@@ -37,13 +39,19 @@ def draw_chart(table: ResultsTable, path: str | Path) -> Path | None:
         return None
     import io
 
+    columns = min(COLUMNS, len(metrics))
+    lines = math.ceil(len(metrics) / columns)
     height = max(2.2, 0.45 * len(rows) + 1.2)
-    figure = Figure(figsize=(4.2 * len(metrics), height), layout="constrained")
+    figure = Figure(figsize=(4.2 * columns + 1.5, height * lines), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    grid = figure.subplots(lines, columns, squeeze=False)
+    axes = [ax for line in grid for ax in line]
+    for spare in axes[len(metrics) :]:
+        spare.set_visible(False)
+    first_column = {id(line[0]) for line in grid}
     labels = [r.label if len(r.label) <= 40 else r.label[:39] + "…" for r in rows]
     positions = list(range(len(rows)))
-    for ax, metric in zip(axes, metrics, strict=True):
+    for ax, metric in zip(axes, metrics, strict=False):
         diffs, errors, colours, names = [], [], [], []
         lower = table.lower_better[metric]
         for row, label in zip(rows, labels, strict=True):
@@ -62,7 +70,7 @@ def draw_chart(table: ResultsTable, path: str | Path) -> Path | None:
             names.append(label)
         ax.barh(positions, diffs, xerr=errors, color=colours, capsize=3, height=0.6)
         ax.axvline(0.0, color="black", linewidth=0.8)
-        ax.set_yticks(positions, names if ax is axes[0] else [""] * len(names))
+        ax.set_yticks(positions, names if id(ax) in first_column else [""] * len(names))
         ax.invert_yaxis()
         direction = "lower is better" if lower else "higher is better"
         ax.set_title(f"Δ {metric} vs baseline\n({direction})", fontsize=9)

@@ -118,10 +118,12 @@ def collect(
     *,
     lower: Iterable[str] = (),
     higher: Iterable[str] = (),
+    metrics: Iterable[str] = (),
 ) -> ResultsTable:
     """Read the grid's runs under ``runs_dir`` into a table (never raises for a bad run).
 
-    ``lower``/``higher`` name metrics whose direction the name does not tell.
+    ``lower``/``higher`` name metrics whose direction the name does not tell; ``metrics``, if
+    given, keeps only those columns, in that order (a script reports more than a paper shows).
     """
     runs_dir = Path(runs_dir)
     rows: dict[tuple[str, str], Row] = {}
@@ -157,6 +159,11 @@ def collect(
         for name, vals in values.get(key, {}).items():
             std = statistics.stdev(vals) if len(vals) > 1 else None
             row.stats[name] = Stat(statistics.fmean(vals), std, len(vals), vals)
+    chosen = list(dict.fromkeys(metrics))
+    if chosen:
+        metric_order = [m for m in chosen if m in metric_order]
+        for row in rows.values():
+            row.stats = {m: row.stats[m] for m in metric_order if m in row.stats}
     lower_set, higher_set = set(lower), set(higher)
     direction = {
         m: (m in lower_set) or (m not in higher_set and lower_is_better(m)) for m in metric_order

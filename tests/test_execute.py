@@ -417,3 +417,107 @@ def test_cli_execute_uses_the_grids_command_unless_given(cli: str, tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert counts(project) == {"baseline--seed0": 1}
+
+
+# --- the bundled sample, end to end: plan -> grid --yes -> execute -> results ----------------
+
+SAMPLE_PLAN = {
+    "reasoning": "Noise augmentation and the RBF kernel are the method's two choices.",
+    "ablations": [
+        {
+            "name": "No noise augmentation",
+            "ablated_part": "Gaussian noise augmentation of the training digits",
+            "action": "REMOVE",
+            "replacement": None,
+            "metrics": ["accuracy"],
+        },
+        {
+            "name": "Linear classifier",
+            "ablated_part": "RBF-kernel SVM",
+            "action": "REPLACE",
+            "replacement": ["linear SVM"],
+            "metrics": ["accuracy"],
+        },
+    ],
+}
+SAMPLE_GRID = {
+    "mappings": [
+        {
+            "ablation": 1,
+            "mapped": True,
+            "reason": "augment.noise=0 turns the augmentation off",
+            "variants": [{"label": "off", "overrides": {"augment.noise": 0}}],
+        },
+        {
+            "ablation": 2,
+            "mapped": True,
+            "reason": "model.name chooses the classifier",
+            "variants": [{"label": "linear SVM", "overrides": {"model.name": "linear_svm"}}],
+        },
+    ]
+}
+
+
+def sample_to_grid(cli: str, tmp_path: Path) -> tuple[Path, Path]:
+    """``sample-project``, ``plan`` and ``grid --yes`` through the CLI against the fake
+    server (plan and grid requests told apart by their reply schema); returns the project
+    folder and its grid file."""
+    from ablationkit.testing import FakeLLMServer
+
+    plan_text, grid_text = json.dumps(SAMPLE_PLAN), json.dumps(SAMPLE_GRID)
+
+    def respond(body: dict[str, Any]) -> str:
+        schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+        return grid_text if "mappings" in schema.get("properties", {}) else plan_text
+
+    env = {**os.environ, "ABLATIONKIT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
+
+    def run(*args: str) -> None:
+        done = subprocess.run(
+            [cli, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, f"{args[0]}: {done.stderr}"
+
+    run("sample-project", "digitnet")
+    project = tmp_path / "digitnet"
+    with FakeLLMServer(responder=respond) as server:
+        run("plan", "digitnet/paper.md", "--model", "m", "--api-base", server.url, "-k", "2",
+            "-o", "plans")  # fmt: skip
+        [plan] = (tmp_path / "plans").glob("*.json")
+        run("grid", str(plan), "--project", "digitnet", "--model", "m", "--api-base",
+            server.url, "--seeds", "2", "--yes", "-o", "digitnet/grid.json")  # fmt: skip
+    return project, project / "grid.json"
+
+
+def check_sample_results(cli: str, project: Path, grid_file: Path) -> None:
+    done = subprocess.run(
+        [cli, "results", str(grid_file)], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((project / "results" / "results.json").read_text())
+    assert [row["label"] for row in data["rows"]] == [
+        "baseline",
+        "No noise augmentation: off",
+        "Linear classifier: linear SVM",
+    ]
+    assert [row["runs"] for row in data["rows"]] == ["2/2"] * 3
+    for row in data["rows"]:
+        assert 0.5 < row["stats"]["accuracy"]["mean"] <= 1.0
+    assert "accuracy" in (project / "results" / "results.md").read_text()
+    assert (project / "results" / "results.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_sample_plan_grid_execute_results_in_a_process_pool(cli: str, tmp_path: Path) -> None:
+    """The issue's loop on the bundled sample (a real scikit-learn script): 6 real runs."""
+    project, grid_file = sample_to_grid(cli, tmp_path)
+    done = subprocess.run(
+        [cli, "execute", str(grid_file), "--jobs", "2"],  # the grid's own command
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "execute: 6 ok, 0 failed" in done.stderr
+    check_sample_results(cli, project, grid_file)

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from ablationkit.runs.execute import read_result
-from test_execute import CMD, counts, make_grid, make_project, write_grid
+from test_execute import (
+    CMD,
+    check_sample_results,
+    counts,
+    make_grid,
+    make_project,
+    sample_to_grid,
+    write_grid,
+)
 
 
 def require_ray() -> None:
@@ -92,3 +100,22 @@ def test_ray_is_imported_only_for_ray(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_sample_plan_grid_execute_on_ray_results(cli: str, tmp_path: Path) -> None:
+    """The issue's loop on the bundled sample, the runs on a local Ray cluster of 2 CPUs."""
+    require_ray()
+    project, grid_file = sample_to_grid(cli, tmp_path)
+    done = subprocess.run(
+        [cli, "execute", str(grid_file), "--ray", "--jobs", "2"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "execute: 6 ok, 0 failed" in done.stderr
+    result = read_result(project / "runs", "baseline--seed0")
+    assert result is not None and result.backend == "ray"
+    check_sample_results(cli, project, grid_file)

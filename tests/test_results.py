@@ -180,6 +180,7 @@ def test_latex_is_booktabs_with_escaped_labels(tmp_path: Path) -> None:
     assert r"accuracy & $\Delta$ accuracy & val\_loss & $\Delta$ val\_loss \\" in tex
     assert r"\textbf{0.940 $\pm$ 0.014} & +0.030" in tex
     assert r"\underline{0.820 $\pm$ 0.028} & $-$0.090" in tex
+    assert "best ablation per metric in bold, worst underlined" in tex
 
 
 def test_write_results_writes_tables_json_and_a_png_chart(tmp_path: Path) -> None:

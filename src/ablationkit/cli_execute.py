@@ -286,7 +286,7 @@ def _print_table(table: ResultsTable) -> None:
         width = Measurement.get(console, console.options.update_width(1000), view).maximum
         console = Console(width=max(80, width))
     console.print(view)
-    words = legend(table).replace("in bold, worst in italics", "in green, worst in red")
+    words = legend(table, best="in green", worst="in red")
     console.print(_escape(words), style="dim")
     for p in table.problems:
         console.print(f"  {_escape(p.run_id)}: {p.status} ({_escape(p.detail)})", style="yellow")

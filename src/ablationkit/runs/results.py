@@ -273,12 +273,12 @@ def to_markdown(table: ResultsTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def legend(table: ResultsTable) -> str:
+def legend(table: ResultsTable, best: str = "in bold", worst: str = "in italics") -> str:
     seeds = max((r.expected for r in table.rows), default=0)
     parts = [f"Mean ± std over {seeds} seed{'s' if seeds != 1 else ''}"]
     parts.append("Δ: difference from the baseline")
     if any(r.marks for r in table.rows):
-        parts.append("best ablation per metric in bold, worst in italics")
+        parts.append(f"best ablation per metric {best}, worst {worst}")
     lower = [m for m in table.metrics if table.lower_better[m]]
     if lower:
         parts.append("lower is better for " + ", ".join(lower))
@@ -333,7 +333,7 @@ def to_latex(table: ResultsTable) -> str:
     for m in table.metrics:
         header += [tex_escape(m), r"$\Delta$ " + tex_escape(m)]
     lines = [
-        "% " + legend(table),
+        "% " + legend(table, worst="underlined"),
         r"\begin{tabular}{" + cols + "}",
         r"\toprule",
         " & ".join(header) + r" \\",

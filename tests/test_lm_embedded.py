@@ -7,14 +7,19 @@ is marked slow and runs where its weight parts are installed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ablationkit.lm import LMClient, ModelUnavailableError
 from ablationkit.lm import local as embedded
+from ablationkit.lm.gguf import read_metadata, token_counter
+from ablationkit.lm.types import Completion, Message, ModelConfigError
+from ablationkit.planner.core import PlanError, plan, prepare_plan
 
 SCHEMA = {
     "type": "object",
@@ -61,6 +66,132 @@ def test_streaming_and_prefix_reuse(smollm2: str) -> None:
     assert "".join(pieces) == second.text
     # The shared system prompt was not computed again: llama.cpp reports it as cached.
     assert second.timings["cache_n"] > 100
+
+
+def _tiny_papers(folder: Path) -> list[Path]:
+    """Two short papers with different titles, abstracts and methods."""
+    papers = []
+    for i, (title, part) in enumerate([("Gated encoders", "gate"), ("Sparse routers", "router")]):
+        path = folder / f"paper{i}.md"
+        path.write_text(
+            f"# {title}\n\n## Abstract\n\nWe propose {title.lower()}: a {part} in front of "
+            f"an encoder.\n\n## 1 Method\n\nThe {part} scores tokens; a contrastive loss "
+            f"trains it with a learning rate of 0.00{i + 1}.\n\n## 2 Experiments\n\n"
+            "Accuracy on CIFAR-10 improves by 2 points.\n",
+            encoding="utf-8",
+        )
+        papers.append(path)
+    return papers
+
+
+@pytest.mark.parametrize("mode", ["author", "reviewer"])
+def test_every_paper_of_a_mode_opens_with_the_same_system_prompt(mode: str, tmp_path: Path) -> None:
+    # The runtime reuses the KV cache of the longest common prefix of two prompts: the
+    # planner's fixed instructions must come first, in bytes that do not depend on the paper.
+    requests = [
+        prepare_plan(path, mode=mode, k=3, model="openai/gpt-4o") for path in _tiny_papers(tmp_path)
+    ]
+    first, second = (request.messages for request in requests)
+    assert first[0]["role"] == second[0]["role"] == "system"
+    assert first[0]["content"].encode() == second[0]["content"].encode()
+    assert first[1]["content"] != second[1]["content"]
+    assert "Gated" not in first[0]["content"] and "Sparse" not in second[0]["content"]
+
+
+class _Recording(LMClient):
+    """An LMClient that keeps every request it sends and the reply it got."""
+
+    def __init__(self) -> None:
+        super().__init__(cache=False)
+        self.calls: list[tuple[list[Message], Completion]] = []
+
+    async def acomplete(self, messages: Any, model: Any = "local", **kwargs: Any) -> Completion:
+        reply = await super().acomplete(messages, model, **kwargs)
+        self.calls.append((messages, reply))
+        return reply
+
+
+def test_second_paper_reuses_the_system_prompt_computed_for_the_first(
+    smollm2: str, tmp_path: Path
+) -> None:
+    client = _Recording()
+    for path in _tiny_papers(tmp_path):
+        # Short replies keep this quick; a 135M model's plan is often unusable, and whether
+        # it is does not matter here: what was computed for each request does. The deadline
+        # is a hang guard only.
+        with contextlib.suppress(PlanError):
+            plan(
+                path,
+                mode="author",
+                k=1,
+                model=smollm2,
+                client=client,
+                raw_dir=tmp_path,
+                max_tokens=16,
+                deadline=300,
+            )
+    [(messages, reply)] = [
+        (m, r) for m, r in client.calls if m[0]["role"] == "system" and "Sparse" in m[1]["content"]
+    ][:1]
+    count, _ = token_counter(read_metadata(embedded.weights_for(smollm2)))
+    system_tokens = count(messages[0]["content"])
+    assert system_tokens > 100
+    # llama.cpp's own report: the system prompt came from the cache, only the rest was computed
+    assert reply.timings["cache_n"] >= system_tokens
+    assert reply.timings["prompt_n"] <= reply.usage.prompt_tokens - system_tokens
+
+
+def test_threads_leave_out_the_cores_other_work_keeps_busy() -> None:
+    # two threads on a 2-core machine where another process runs stall at every barrier
+    assert embedded.auto_threads(cores=2, busy=0.2) == 2
+    assert embedded.auto_threads(cores=2, busy=1.3) == 1
+    assert embedded.auto_threads(cores=2, busy=9.0) == 1
+    assert embedded.auto_threads(cores=8, busy=2.6) == 5
+    assert 1 <= embedded.auto_threads() <= (os.cpu_count() or 1)
+
+
+def test_threads_and_context_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABLATIONKIT_LOCAL_THREADS", "3")
+    monkeypatch.setenv("ABLATIONKIT_LOCAL_CTX", "4096")
+    assert embedded.config_from_env() == embedded.EmbeddedConfig(n_ctx=4096, threads=3)
+    monkeypatch.setenv("ABLATIONKIT_LOCAL_THREADS", "auto")
+    assert embedded.config_from_env().threads == 0  # decided when the model loads
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ABLATIONKIT_LOCAL_THREADS", "two"),
+        ("ABLATIONKIT_LOCAL_THREADS", "-1"),
+        ("ABLATIONKIT_LOCAL_CTX", "16k"),
+        ("ABLATIONKIT_LOCAL_CTX", "10"),
+    ],
+)
+def test_a_malformed_setting_is_one_line_naming_it(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ModelConfigError) as info:
+        embedded.config_from_env()
+    assert f"{name}={value!r}" in str(info.value) and "\n" not in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_the_runtime_gets_the_configured_settings(smollm2: str) -> None:
+    import xllamacpp
+
+    config = embedded.EmbeddedConfig(
+        n_ctx=2048, threads=1, n_batch=256, n_ubatch=128, flash_attn="on", cache_type="q8_0"
+    )
+    params = embedded.runtime_params(embedded.weights_for(smollm2), config, xllamacpp)
+    assert (params.n_ctx, params.n_batch, params.n_ubatch) == (2048, 256, 128)
+    assert params.cpuparams.n_threads == params.cpuparams_batch.n_threads == 1
+    assert params.flash_attn_type == xllamacpp.llama_flash_attn_type(1)
+    assert params.cache_type_k == params.cache_type_v == xllamacpp.ggml_type.GGML_TYPE_Q8_0
+    with pytest.raises(ModelConfigError, match="cache_type='q4'"):
+        embedded.runtime_params(
+            embedded.weights_for(smollm2), embedded.EmbeddedConfig(cache_type="q4"), xllamacpp
+        )
 
 
 def test_missing_weights_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

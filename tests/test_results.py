@@ -247,7 +247,7 @@ def test_cli_results_prints_and_writes_everything(cli: str, tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert "No augmentation: off" in done.stdout and "0.940 ± 0.014" in done.stdout
     assert "regularisation-c--c-10--seed1: failed (exit code 1: boom)" in done.stdout
-    assert "not run: Bigger dataset" in done.stdout
+    assert "not run: Bigger dataset: no config key for it" in done.stdout
     assert "results: 2 runs without numbers" in done.stderr
     for name in ("results.md", "results.tex", "results.json", "results.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
@@ -263,3 +263,25 @@ def test_cli_results_of_a_grid_never_run_lists_every_run_as_missing(
     md = (tmp_path / "results" / "results.md").read_text()
     assert md.count("not run, or not finished") == 4
     assert not (tmp_path / "results" / "results.png").exists()  # nothing to draw
+
+
+def test_results_json_reads_back_into_the_same_table(tmp_path: Path) -> None:
+    from ablationkit.runs.results import load_results
+
+    g, runs = full_runs(tmp_path)
+    table = collect(g, runs)
+    write_results(table, tmp_path / "out")
+    again, chart = load_results(tmp_path / "out")
+    assert to_markdown(again) == to_markdown(table) and to_latex(again) == to_latex(table)
+    assert chart == tmp_path / "out" / "results.png"
+
+
+def test_a_damaged_results_json_is_one_line_format_error(tmp_path: Path) -> None:
+    from ablationkit.errors import FormatError
+    from ablationkit.runs.results import load_results
+
+    (tmp_path / "results.json").write_text('{"format": "ablationkit.results/1", "rows": 3}')
+    with pytest.raises(FormatError, match=r"results.json: not a results file"):
+        load_results(tmp_path)
+    with pytest.raises(FormatError, match=r"no results\.json here"):
+        load_results(tmp_path / "nowhere")

@@ -261,37 +261,30 @@ def _print_table(table: ResultsTable) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ablationkit.runs.results import cell, decimals, diff_cell, legend
+    from ablationkit.runs.results import legend, table_view
 
+    view = table_view(table)
     console = Console()
-    view = Table(title=f"{table.paper_id}: ablations", title_justify="left")
-    view.add_column("Ablation")
-    view.add_column("Runs")
-    for m in table.metrics:
-        view.add_column(m, justify="right")
-        view.add_column(f"Δ {m}", justify="right")
-    for row in table.rows:
-        cells = [row.label, row.runs_text()]
-        for m in table.metrics:
-            d = decimals(table, m)
-            text = cell(row, m, d)
-            mark = row.marks.get(m)
+    grid = Table(title=f"{table.paper_id}: ablations", title_justify="left")
+    for i, name in enumerate(view.header):
+        grid.add_column(name, justify="left" if i < 2 else "right")
+    for row, cells in zip(table.rows, view.rows, strict=True):
+        texts = []
+        for text, mark in cells:
             style = "bold green" if mark == "best" else "red" if mark == "worst" else ""
-            cells.append(f"[{style}]{_escape(text)}[/{style}]" if style else _escape(text))
-            cells.append(diff_cell(row, m, d))
-        view.add_row(*cells, end_section=row.is_baseline)
+            texts.append(f"[{style}]{_escape(text)}[/{style}]" if style else _escape(text))
+        grid.add_row(*texts, end_section=row.is_baseline)
     if not console.is_terminal:  # piped: the whole table, never wrapped at 80 columns
         from rich.measure import Measurement
 
-        width = Measurement.get(console, console.options.update_width(1000), view).maximum
+        width = Measurement.get(console, console.options.update_width(1000), grid).maximum
         console = Console(width=max(80, width))
-    console.print(view)
-    words = legend(table, best="in green", worst="in red")
-    console.print(_escape(words), style="dim")
-    for p in table.problems:
-        console.print(f"  {_escape(p.run_id)}: {p.status} ({_escape(p.detail)})", style="yellow")
-    for name, reason in table.unmapped:
-        console.print(f"  not run: {_escape(name)} ({_escape(reason)})", style="dim")
+    console.print(grid)
+    console.print(_escape(legend(table, best="in green", worst="in red")), style="dim")
+    for line in view.problems:
+        console.print(f"  {_escape(line)}", style="yellow")
+    for line in view.unmapped:
+        console.print(f"  not run: {_escape(line)}", style="dim")
 
 
 def _escape(text: str) -> str:

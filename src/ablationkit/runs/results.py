@@ -385,6 +385,104 @@ def to_json(table: ResultsTable) -> dict[str, Any]:
     }
 
 
+@dataclass
+class TableView:
+    """The table as text cells, for the terminal, the site and the app (one formatting)."""
+
+    header: list[str]
+    rows: list[list[tuple[str, Mark | None]]]
+    legend: str
+    problems: list[str]
+    unmapped: list[str]
+
+
+def table_view(table: ResultsTable) -> TableView:
+    """Header, rows of ``(text, mark)`` cells, the legend and the runs without numbers."""
+    header = ["Ablation", "Runs"]
+    for m in table.metrics:
+        header += [m, f"Δ {m}"]
+    rows: list[list[tuple[str, Mark | None]]] = []
+    for row in table.rows:
+        cells: list[tuple[str, Mark | None]] = [(row.label, None), (row.runs_text(), None)]
+        for m in table.metrics:
+            d = decimals(table, m)
+            cells.append((cell(row, m, d), row.marks.get(m)))
+            cells.append((diff_cell(row, m, d), None))
+        rows.append(cells)
+    return TableView(
+        header=header,
+        rows=rows,
+        legend=legend(table),
+        problems=[f"{p.run_id}: {p.status} ({p.detail})" for p in table.problems],
+        unmapped=[f"{name}: {reason}" for name, reason in table.unmapped],
+    )
+
+
+def from_json(data: Any) -> ResultsTable:
+    """A table back from :func:`to_json` (what the site and the app are given)."""
+    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"not an ablationkit results file (format {RESULTS_FORMAT})")
+    rows = []
+    for r in data["rows"]:
+        row = Row(
+            ablation=str(r["ablation"]),
+            variant=str(r["variant"]),
+            expected=int(r["expected"]),
+            finished=int(r["finished"]),
+        )
+        row.stats = {
+            str(m): Stat(
+                float(s["mean"]),
+                None if s["std"] is None else float(s["std"]),
+                int(s["n"]),
+                [float(v) for v in s["values"]],
+            )
+            for m, s in r["stats"].items()
+        }
+        row.diffs = {str(m): float(v) for m, v in r["diffs"].items()}
+        row.marks = {str(m): v for m, v in r["marks"].items() if v in ("best", "worst")}
+        row.problems = [
+            Problem(str(p["run_id"]), int(p["seed"]), p["status"], str(p["detail"]))
+            for p in r["problems"]
+        ]
+        rows.append(row)
+    metrics = [str(m["name"]) for m in data["metrics"]]
+    return ResultsTable(
+        paper_id=str(data["paper_id"]),
+        plan=str(data.get("plan", "")),
+        metrics=metrics,
+        rows=rows,
+        lower_better={str(m["name"]): bool(m["lower_is_better"]) for m in data["metrics"]},
+        unmapped=[(str(u["ablation"]), str(u["reason"])) for u in data.get("unmapped", [])],
+    )
+
+
+def load_results(folder: str | Path) -> tuple[ResultsTable, Path | None]:
+    """The table ``results`` wrote to ``folder`` (its ``results.json``) and its chart, if
+    any; a missing or damaged file is a one-line :class:`FormatError` naming it."""
+    from ablationkit.errors import FormatError
+    from ablationkit.fsutil import load_json
+    from ablationkit.sandbox import open_regular
+
+    folder = Path(folder)
+    path = folder / JSON if folder.is_dir() else folder
+    try:
+        with open_regular(path) as handle:
+            data = load_json(handle.read(16 * 1024 * 1024))
+        table = from_json(data)
+    except FileNotFoundError:
+        raise FormatError(
+            "no results.json here (write it with `ablationkit results`)", where=folder
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise FormatError(
+            f"not a results file ({type(exc).__name__}: {detail})", where=path
+        ) from None
+    chart = path.with_name(CHART)
+    return table, chart if chart.is_file() and not chart.is_symlink() else None
+
+
 def write_results(
     table: ResultsTable, out_dir: str | Path, *, chart: bool = True
 ) -> dict[str, Path]:

@@ -200,3 +200,32 @@ def test_app_settings_file_uploads_stay_inside(tmp_path: Path) -> None:
     with pytest.raises(UploadRejected, match="points outside"):
         materialise("src.tar", bundle.getvalue(), tmp_path / "work", max_bytes=10_000)
     assert not (tmp_path / "abs").exists() and not Path("/abs").exists()
+
+
+def test_plan_shows_progress_from_the_start_and_while_the_model_is_silent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No silent minutes (issue 15): a ``progress`` event (the prompt's size, what the model
+    is doing, rates and an ETA when known) comes before the model says anything, and keeps
+    coming while it says nothing."""
+    import json as json_module
+
+    from ablationkit.app import planning
+    from ablationkit.testing.fake_server import Reply
+    from fakes import PLAN
+
+    monkeypatch.setattr(planning, "PROGRESS_EVERY_S", 0.05)
+    slow = Reply(json_module.dumps({**PLAN, "ablations": PLAN["ablations"][:1]}), delay=1.0)
+    with FakeLLMServer(default=slow) as llm:
+        settings = AppSettings(model="fake", api_base=llm.url, port=0, cache=False, k=1)
+        with AppServer(settings) as server:
+            status, body, _ = post(plan_url(server, "gated.md"), PAPER)
+    assert status == 200
+    got = events(body)
+    kinds = [e["type"] for e in got]
+    first_reasoning = kinds.index("reasoning")
+    before = [e for e in got[:first_reasoning] if e["type"] == "progress"]
+    assert len(before) >= 2, kinds  # at once, then again while the model is silent
+    assert before[0]["prompt_total"] > 0 and before[0]["phase"] == "waiting"
+    assert "waiting for the first token" in before[0]["text"] and "elapsed" in before[0]["text"]
+    assert kinds[-1] == "plan" and "progress" not in kinds[kinds.index("plan") :]

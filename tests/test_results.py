@@ -334,3 +334,74 @@ def test_site_cli_takes_results_folders_and_names_a_damaged_one(
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"error: {mine / 'results.json'}: not a results file")
+
+
+# --- shown beside the plan: the app ---------------------------------------------------------
+
+
+def test_app_serves_a_papers_results_and_chart(tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    pytest.importorskip("fastapi")
+    from ablationkit.app import AppServer, AppSettings
+
+    folder = results_folder(tmp_path, "gated-things", label="<b>bold</b>")
+    settings = AppSettings(model="fake", port=0, cache=False, results=[str(folder)])
+    with AppServer(settings) as server:
+        with urllib.request.urlopen(f"{server.url}/api/results/gated-things", timeout=30) as r:
+            data = json.loads(r.read())
+        assert data["header"][:3] == ["Ablation", "Runs", "accuracy"]
+        assert data["rows"][2][0] == ["<b>bold</b>: C=0.1", None]  # text: the page sets textContent
+        assert data["rows"][2][2] == ["0.940 ± 0.014", "best"]
+        assert data["chart"] is True
+        with urllib.request.urlopen(
+            f"{server.url}/api/results/gated-things/chart.png", timeout=30
+        ) as r:
+            assert r.headers["Content-Type"] == "image/png" and r.read()[:4] == b"\x89PNG"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{server.url}/api/results/other", timeout=30)
+        assert missing.value.code == 404
+
+
+def test_serve_with_a_damaged_results_folder_is_one_line(cli: str, tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("[]")
+    done = run_cli(cli, "serve", "--port", "1", "--results", tmp_path, cwd=tmp_path)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path / 'results.json'}: not a results file")
+
+
+def test_app_page_shows_the_results_under_the_plan(tmp_path: Path) -> None:
+    """In a real browser: plan an uploaded paper, and its results table and chart appear."""
+    pytest.importorskip("playwright")
+    pytest.importorskip("fastapi")
+    from playwright.sync_api import expect, sync_playwright
+
+    from ablationkit.app import AppServer, AppSettings
+    from ablationkit.testing import FakeLLMServer
+    from test_browser import CHROMIUM_FLAGS, PAPER, PLAN, _chromium, screenshot
+
+    executable = _chromium()
+    folder = results_folder(tmp_path, "gated-things")
+    with FakeLLMServer(default=json.dumps(PLAN)) as llm:
+        settings = AppSettings(
+            model="fake-model", api_base=llm.url, port=0, cache=False, k=2, results=[str(folder)]
+        )
+        with AppServer(settings) as server, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(server.url + "/")
+                paper = {"name": "gated-things.md", "mimeType": "text/markdown"}
+                page.set_input_files("#file", files=[{**paper, "buffer": PAPER.encode()}])
+                page.click("#plan-button")
+                box = page.locator("#results-box")
+                expect(box).to_be_visible(timeout=30_000)
+                expect(box.locator("td.best").first).to_have_text("0.940 ± 0.014")
+                page.wait_for_function(  # the chart loaded (a broken image has no width)
+                    "document.querySelector('#results-box img').naturalWidth > 400"
+                )
+                screenshot(page, "app-results")
+            finally:
+                browser.close()

@@ -1065,6 +1065,10 @@ def serve(
             "--max-queue", min=0, max=100, help="Plan requests that may wait (more get 429)."
         ),
     ] = 2,
+    results: Annotated[
+        list[Path] | None,
+        typer.Option("--results", help="A folder of `ablationkit results`, shown by its plan."),
+    ] = None,
 ) -> None:
     """A local web app: upload or paste a paper, watch the plan stream, edit it, download it."""
     try:
@@ -1091,7 +1095,14 @@ def serve(
         port=port,
         models=extra_models or [],
         max_queue=max_queue,
+        results=[str(folder) for folder in results or []],
     )
+    if settings.results:
+        from ablationkit.runs.results import load_results
+
+        with _user_errors():  # a damaged folder: one line now, not a failed start
+            for folder in settings.results:
+                load_results(folder)
     typer.echo(f"AblationKit app on {settings.url}/ (Ctrl-C stops it)")
     run_app(settings)
 

@@ -74,6 +74,45 @@ def plan_routes(planning: Planning) -> APIRouter:
     return router
 
 
+def results_routes(settings: AppSettings) -> APIRouter:
+    """``GET /api/results/{paper_id}``: the ablation table of a paper whose results folder the
+    app was started with (``serve --results DIR``), so the page shows it beside the plan; and
+    its chart. Only those folders are read, each once, at start."""
+    from ablationkit.runs.results import load_results, table_view
+
+    tables: dict[str, dict[str, Any]] = {}
+    charts: dict[str, bytes] = {}
+    for folder in settings.results:
+        table, chart = load_results(folder)
+        view = table_view(table)
+        tables[table.paper_id] = {
+            "paper_id": table.paper_id,
+            "header": view.header,
+            "rows": view.rows,
+            "legend": view.legend,
+            "problems": view.problems,
+            "unmapped": view.unmapped,
+            "chart": chart is not None,
+        }
+        if chart is not None:
+            charts[table.paper_id] = chart.read_bytes()
+    router = APIRouter()
+
+    @router.get("/api/results/{paper_id}")
+    async def results(paper_id: str) -> Any:
+        if paper_id not in tables:
+            return JSONResponse({"detail": f"no results for {paper_id}"}, status_code=404)
+        return tables[paper_id]
+
+    @router.get("/api/results/{paper_id}/chart.png")
+    async def results_chart(paper_id: str) -> Response:
+        if paper_id not in charts:
+            return JSONResponse({"detail": f"no chart for {paper_id}"}, status_code=404)
+        return Response(charts[paper_id], media_type="image/png")
+
+    return router
+
+
 def export_routes() -> APIRouter:
     """``POST /api/export``: an edited plan back as a JSON or trajectory-markdown download."""
     router = APIRouter()

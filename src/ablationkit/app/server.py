@@ -20,7 +20,13 @@ from fastapi import FastAPI
 
 from ablationkit.app.guard import Guard
 from ablationkit.app.planning import Planning
-from ablationkit.app.routes import add_error_handlers, export_routes, page_routes, plan_routes
+from ablationkit.app.routes import (
+    add_error_handlers,
+    export_routes,
+    page_routes,
+    plan_routes,
+    results_routes,
+)
 from ablationkit.app.settings import AppSettings
 from ablationkit.errors import AblationKitError
 
@@ -37,6 +43,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.include_router(page_routes(settings))
     app.include_router(plan_routes(planning))
     app.include_router(export_routes())
+    app.include_router(results_routes(settings))
     app.state.settings = settings
     app.state.planning = planning
     app.state.client = planning.client

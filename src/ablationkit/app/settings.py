@@ -20,6 +20,7 @@ class AppSettings:
     models: list[str] = field(default_factory=list)
     cache: bool | str = True
     max_queue: int = 2  # plan requests waiting behind the one being planned; beyond: 429
+    results: list[str] = field(default_factory=list)  # `ablationkit results` folders (issue 14)
 
     @property
     def max_upload_bytes(self) -> int:

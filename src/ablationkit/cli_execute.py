@@ -57,7 +57,9 @@ class _Reporter:
         if self.tty:
             self.bar.update(self.task, completed=event.done, last=event.result.run_id[:40])
             if not event.result.ok:
-                self.bar.console.print(f"[red]{_run_line(event.result)}[/red]", markup=False)
+                from rich.text import Text
+
+                self.bar.console.print(Text(_run_line(event.result), style="red"))
             return
         now = time.monotonic()
         if not event.result.ok or now - self.last_line >= LINE_EVERY or event.done == event.total:

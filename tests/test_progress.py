@@ -344,3 +344,70 @@ def test_dry_run_estimates_the_time_of_an_embedded_model(
     assert "measured on this machine" in summary["seconds_basis"]
     hosted, err = dry_run("openai/gpt-4o")  # its speed is not this machine's to know
     assert hosted["seconds_estimate"] is None and "estimated time" not in err
+
+
+# -------------------------------------------------------------- what the terminal shows
+
+
+def test_next_call_after_a_stopped_reply_is_not_shown_as_reasoning() -> None:
+    """A reply stopped inside its reasoning (the repetition guard), then a follow-up call that
+    asks for the ablations alone: its JSON must not be printed as if it were reasoning (seen
+    on local:smollm2: '…to see if it is needed. The{' before the error line)."""
+    from ablationkit.app.planning import _progress
+    from ablationkit.cli import _plan_progress
+
+    console = _console(terminal=False)
+    progress, _ = _plan_progress(console, Path("paper.md"))
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    class Job:
+        def push(self, kind: str, **data: Any) -> None:
+            events.append((kind, data))
+
+    app_progress = _progress(Job(), hide="/tmp/x/")  # type: ignore[arg-type]
+    for each in (progress, app_progress):
+        each.on_token('{"reasoning": "It loops. It loops')
+        each.stage("asking the model again for 1 ablation")
+        each.on_token('{"ablations": [{"name": "Drop the gate"}]}')
+    out = console.file.getvalue()
+    assert "It loops. It loops\n" in out and "{" not in out and "Drop the gate" not in out
+    shown = "".join(data["text"] for kind, data in events if kind == "reasoning")
+    assert shown == "It loops. It loops"
+
+
+def _console(terminal: bool) -> Any:
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), force_terminal=terminal, width=60, color_system=None)
+
+
+def test_stage_line_during_a_live_display_comes_after_the_reasoning_shown_so_far(
+    tmp_path: Path,
+) -> None:
+    from ablationkit.planner.stream import PlanDisplay, PlanTracker
+
+    console = _console(terminal=True)
+    display = PlanDisplay(console)
+    tracker = PlanTracker("m", embedded=False)
+    with display.tracking(tracker):
+        display.show("The gate matters")
+        display.note("• asking the model again")
+        display.show("Second")
+    out = console.file.getvalue()
+    assert (
+        out.index("The gate matters") < out.index("• asking the model again") < out.index("Second")
+    )
+
+
+def test_failed_call_leaves_the_reasoning_line_ended_for_the_error(tmp_path: Path) -> None:
+    from ablationkit.planner.stream import PlanDisplay, PlanTracker
+
+    console = _console(terminal=False)
+    display = PlanDisplay(console, every=60)
+    with pytest.raises(RuntimeError), display.tracking(PlanTracker("m", embedded=False)):
+        display.show("half a sentence")
+        raise RuntimeError("the model failed")
+    console.print("error: the model failed")
+    assert "half a sentence\nerror: the model failed" in console.file.getvalue()

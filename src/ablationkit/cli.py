@@ -533,8 +533,13 @@ def _plan_progress(err: Any, source: Path) -> tuple[Any, Any]:
         err.print(f"[bold]•[/] {paper.format}: {title} ({sections} sections, {paper.words} words)")
 
     stream = ReasoningStream(display.show)
+
+    def stage(message: str) -> None:
+        stream.reset()  # stages come between calls: the next text is a new reply
+        display.note(f"[bold]•[/] {escape(redact(message))}")
+
     progress = PlanProgress(
-        on_stage=lambda m: display.note(f"[bold]•[/] {escape(redact(m))}"),
+        on_stage=stage,
         on_token=stream,
         on_paper=loaded,
         on_retry=stream.retry,

@@ -279,8 +279,13 @@ def _progress(job: PlanJob, hide: str) -> PlanProgress:
     from ablationkit.planner.stream import ReasoningStream
 
     stream = ReasoningStream(lambda text: job.push("reasoning", text=text))
+
+    def stage(message: str) -> None:
+        stream.reset()  # stages come between calls: the next text is a new reply
+        job.push("stage", message=message.replace(hide, ""))
+
     return PlanProgress(
-        on_stage=lambda message: job.push("stage", message=message.replace(hide, "")),
+        on_stage=stage,
         on_token=stream,
         on_retry=stream.retry,
     )

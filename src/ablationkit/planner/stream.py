@@ -40,6 +40,12 @@ class ReasoningStream:
         """The call is tried again (``PlanProgress.on_retry``): say so, and read the new
         reply from its start; what was shown of the old one stays, marked void."""
         self.emit(f"\n[retrying: {event.reason}]\n")
+        self.reset()
+
+    def reset(self) -> None:
+        """The next piece begins a new reply (the planner says a stage between two calls: a
+        repair, a follow-up): a reply stopped inside its reasoning must not leave the next
+        one's JSON shown as reasoning."""
         self.buffer, self.state, self.escape = "", "before", ""
 
     def __call__(self, piece: str) -> None:
@@ -470,8 +476,11 @@ class PlanDisplay:
                 self.console.print(line, style="dim", markup=False, highlight=False)
 
     def note(self, markup: str) -> None:
-        """A stage line (rich markup), on a line of its own."""
+        """A stage line (rich markup), on a line of its own, after the reasoning so far."""
         with self._lock:
+            if self._live is not None and self._pending:
+                self.console.print(self._pending, style="dim", markup=False, highlight=False)
+                self._pending = ""
             self._end_line()
             self.console.print(markup)
 
@@ -544,6 +553,9 @@ class _Tracking:
     def __exit__(self, *exc: Any) -> None:
         try:
             self.display._stop(self._ticker)
+            if exc[0] is not None:  # the error line that follows starts a line of its own
+                with self.display._lock:
+                    self.display._end_line()
             self.tracker.finish()
         finally:
             self._listening.__exit__(*exc)

@@ -521,3 +521,18 @@ def test_sample_plan_grid_execute_results_in_a_process_pool(cli: str, tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "execute: 6 ok, 0 failed" in done.stderr
     check_sample_results(cli, project, grid_file)
+
+
+def test_a_second_execute_on_the_same_runs_folder_is_refused(tmp_path: Path) -> None:
+    """Two executes on one runs folder would run the same runs twice and race on their files."""
+    import fcntl
+
+    project = make_project(tmp_path)
+    (project / "runs").mkdir()
+    with open(project / "runs" / ".execute.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(AblationKitError, match="another execute is running on this folder"):
+            execute(make_grid(seeds=(0,), lrs=()), CMD, project=project)
+    assert counts(project) == {}
+    execute(make_grid(seeds=(0,), lrs=()), CMD, project=project)  # released: runs
+    assert counts(project) == {"baseline--seed0": 1}

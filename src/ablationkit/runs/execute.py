@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,7 @@ from ablationkit.sandbox import (
 RESULT_FORMAT = "ablationkit.run/1"
 STDOUT, STDERR, RESULT = "stdout.txt", "stderr.txt", "result.json"
 ATTEMPT_PREFIX = ".attempt-"
+LOCK = ".execute.lock"
 METRICS_ENV = "ABLATIONKIT_METRICS_FILE"
 RUN_ID_ENV = "ABLATIONKIT_RUN_ID"
 SEED_ENV = "ABLATIONKIT_SEED"
@@ -631,6 +632,46 @@ def execute(
     if not runs_root.is_absolute():
         runs_root = project / runs_root
     runs_root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(runs_root):
+        return _execute(
+            grid, command, project, runs_root, jobs, metrics_file, timeout, retry_failed,
+            ray, progress, env,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _exclusive(runs_root: Path) -> Iterator[None]:
+    """One ``execute`` per runs folder: a second one would start the same unfinished runs and
+    race the first on their files. An advisory lock, so a killed ``execute`` frees it at once."""
+    import fcntl
+
+    handle = open(runs_root / LOCK, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AblationKitError(
+                "another execute is running on this folder; wait for it or use --runs-dir",
+                where=runs_root,
+            ) from None
+        yield
+    finally:
+        handle.close()
+
+
+def _execute(
+    grid: Grid,
+    command: str,
+    project: Path,
+    runs_root: Path,
+    jobs: int | None,
+    metrics_file: str | None,
+    timeout: float | None,
+    retry_failed: bool,
+    ray: RayOptions | None,
+    progress: ProgressCallback | None,
+    env: dict[str, str] | None,
+) -> ExecuteReport:
     started = time.monotonic()
     todo, skipped = runs_to_do(grid, runs_root, retry_failed=retry_failed)
     specs: list[tuple[RunSpec, Path]] = []

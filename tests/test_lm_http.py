@@ -10,6 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -283,3 +288,286 @@ def test_attempt_timeouts_by_kind_of_server() -> None:
     # the embedded model computes in this process: no attempt limit, whatever is asked
     assert attempt_timeout(resolve("local")) is None
     assert attempt_timeout(resolve("local:smollm2"), 5.0) is None
+
+
+# ------------------------------------------------------------------ the thin HTTP path
+# OpenAI-compatible servers on plain http are called without the openai SDK (lm.backend_http);
+# https providers and proxied servers keep the SDK. Both must be indistinguishable to callers.
+
+
+def test_plain_http_server_is_called_without_importing_the_sdk(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    program = (
+        "import sys\n"
+        "from ablationkit.lm import LMClient\n"
+        "lm = LMClient(cache=False)\n"
+        f"print(lm.complete('hi', model='m', api_base={fake_llm.url!r}).text)\n"
+        "print('openai' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k.lower() not in {"http_proxy", "all_proxy"}}
+    env.pop("ABLATIONKIT_TRANSPORT", None)
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.stdout.split() == ["OK", "False"], result.stderr
+
+
+def test_thin_path_only_for_plain_http_without_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablationkit.lm.backend_http import thin_path_for
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert thin_path_for("http://127.0.0.1:8000/v1") and thin_path_for("http://gpu-box:8000/v1")
+    assert not thin_path_for("https://api.openai.com/v1") and not thin_path_for(None)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert not thin_path_for("http://gpu-box:8000/v1")  # the SDK goes through the proxy
+    assert thin_path_for("http://127.0.0.1:8000/v1")  # bypassed: no proxy for this host
+
+
+def _outcome(
+    transport: str, url: str, tmp_path: Path, *, stream: bool = False, **params: object
+) -> tuple[object, ...]:
+    """What a call returned or raised, its retries and waits, through one transport."""
+    sleep = RecordedSleep()
+    lm = LMClient(
+        retry=RetryPolicy(max_attempts=2, sleep=sleep),
+        timeout=1.0,
+        cache=False,
+        transport=transport,  # type: ignore[arg-type]
+    )
+    pieces: list[str] = []
+    try:
+        reply = lm.complete(
+            "one two three",
+            model="m",
+            api_base=url,
+            on_token=pieces.append if stream else None,
+            **params,
+        )
+    except ModelCallError as exc:
+        result: tuple[object, ...] = ("error", str(exc))
+    else:
+        result = (reply.text, reply.usage, reply.model, reply.finish_reason, "".join(pieces))
+    finally:
+        lm.close()
+    return (*result, lm.usage.retries, len(sleep.waits))
+
+
+FAULTS = {
+    "plain": [Reply(content="a plain reply", usage={"prompt_tokens": 7, "completion_tokens": 3})],
+    "streamed": [Reply(content="streamed " * 5)],
+    "400-json-message": [Reply(status=400, content="context length exceeded")],
+    "401-echo": [Reply(status=401, content="rejected", echo=True)],
+    "429-twice": [Reply(status=429, headers={"Retry-After": "2"})] * 2,
+    "500-then-ok": [Reply(status=500), "recovered"],
+    "malformed-then-ok": [Reply(fault="malformed"), "recovered"],
+    "dropped-twice": [Reply(fault="drop")] * 2,
+    "hang-then-ok": [Reply(fault="hang"), "recovered"],
+    "truncated-then-ok": [Reply(content="cut " * 20, fault="truncate"), "whole"],
+    "stalled-stream-then-ok": [Reply(content="slow " * 4, piece_delay=1.5), "whole"],
+    "length": [Reply(content="cut off", finish_reason="length")],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_thin_path_and_sdk_give_the_same_replies_errors_and_retries(
+    fault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ABLATIONKIT_API_KEY", "sk-test-0123456789abcdefghij")
+    stream = fault in {"streamed", "truncated-then-ok", "stalled-stream-then-ok"}
+    outcomes = []
+    for transport in ("auto", "sdk"):
+        with FakeLLMServer(FAULTS[fault], hang_seconds=5) as server:
+            outcomes.append(_outcome(transport, server.url, tmp_path, stream=stream))
+            sent = server.requests[0]
+        assert sent["messages"] == [{"role": "user", "content": "one two three"}]
+        assert sent.get("stream", False) is stream
+    # the echoed request headers differ in their wording (the SDK sends more): cut them off
+    texts = [repr(o) for o in outcomes]
+    assert all("sk-test-0123456789" not in text for text in texts)
+    if fault == "401-echo":
+        assert all('"Bearer ***"' in text for text in texts)
+        outcomes = [tuple(str(x).split(" headers: ")[0] for x in o) for o in outcomes]
+    assert outcomes[0] == outcomes[1]
+
+
+class RawServer:
+    """A loopback HTTP server speaking raw bytes, for what FakeLLMServer does not do (chunked
+    bodies, closing keep-alive connections, error events): ``answer(request_body)`` returns
+    the bytes to send; ``close_after`` closes each connection after that many replies."""
+
+    def __init__(self, answer: Callable[[bytes], bytes], close_after: int = 0) -> None:
+        self.answer, self.close_after = answer, close_after
+        self.connections = 0
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            served = 0
+            while True:
+                length = None
+                line = reader.readline()
+                if not line:
+                    return
+                while line not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                    line = reader.readline()
+                body = reader.read(length or 0)
+                self.requests += 1
+                conn.sendall(self.answer(body))
+                served += 1
+                if self.close_after and served >= self.close_after:
+                    return
+
+
+def _chunked(data: bytes, size: int = 7) -> bytes:
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+def _sse(*events: dict[str, object]) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + (
+        b"data: [DONE]\n\n"
+    )
+
+
+def _chunk(content: str | None = None, finish: str | None = None) -> dict[str, object]:
+    delta = {"content": content} if content is not None else {}
+    return {"model": "raw", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_chunked_replies_streamed_and_whole(tmp_path: Path) -> None:
+    whole = json.dumps(
+        {
+            "model": "raw",
+            "choices": [{"message": {"content": "whole reply"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 2},
+        }
+    ).encode()
+    events = _sse(
+        _chunk("hello "),
+        _chunk("world"),
+        _chunk(finish="stop"),
+        {"model": "raw", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2}},
+    )
+
+    def answer(body: bytes) -> bytes:
+        streamed = json.loads(body).get("stream")
+        kind = b"text/event-stream" if streamed else b"application/json"
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\nTransfer-Encoding: chunked\r\n"
+        return head + b"\r\n" + _chunked(events if streamed else whole)
+
+    with RawServer(answer) as server:
+        lm, _ = client(tmp_path, cache=False)
+        pieces: list[str] = []
+        streamed = lm.complete("hi", model="m", api_base=server.url, on_token=pieces.append)
+        plain = lm.complete("hi again", model="m", api_base=server.url)
+        lm.close()
+    assert pieces == ["hello ", "world"] and streamed.text == "hello world"
+    assert streamed.usage == TokenUsage(2, 2) and streamed.finish_reason == "stop"
+    assert plain.text == "whole reply" and plain.usage == TokenUsage(2, 2)
+
+
+def _json_reply(text: str, close: bool = False) -> bytes:
+    data = json.dumps(
+        {"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}
+    ).encode()
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    return (head + ("Connection: close\r\n" if close else "") + "\r\n").encode() + data
+
+
+def test_keep_alive_connection_is_reused(tmp_path: Path) -> None:
+    with RawServer(lambda body: _json_reply("ok")) as server:
+        lm, _ = client(tmp_path, cache=False)
+        replies = [lm.complete(f"q{i}", model="m", api_base=server.url).text for i in range(5)]
+        lm.close()
+    assert replies == ["ok"] * 5 and server.connections == 1
+
+
+def test_connection_the_server_closed_while_idle_is_replaced_without_a_retry(
+    tmp_path: Path,
+) -> None:
+    # The server closes each connection after one reply without saying so: the client learns
+    # only when it sends the next request there. That is no failure of the server's.
+    with RawServer(lambda body: _json_reply("ok"), close_after=1) as server:
+        lm, sleep = client(tmp_path, cache=False)
+        replies = [lm.complete(f"q{i}", model="m", api_base=server.url).text for i in range(4)]
+        lm.close()
+    assert replies == ["ok"] * 4 and server.requests == 4
+    assert lm.usage.retries == 0 and sleep.waits == []
+
+
+def test_connection_close_header_is_honoured(tmp_path: Path) -> None:
+    with RawServer(lambda body: _json_reply("ok", close=True)) as server:
+        lm, _ = client(tmp_path, cache=False)
+        replies = [lm.complete(f"q{i}", model="m", api_base=server.url).text for i in range(3)]
+        lm.close()
+    assert replies == ["ok"] * 3 and server.connections == 3
+
+
+def test_error_event_in_a_stream_is_a_one_line_model_error(tmp_path: Path) -> None:
+    error = {"error": {"message": "the model crashed", "type": "server_error"}}
+
+    def answer(body: bytes) -> bytes:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        return head + _sse(_chunk("par"), error)
+
+    with RawServer(answer) as server:
+        lm, sleep = client(tmp_path, cache=False)
+        with pytest.raises(ModelCallError) as info:
+            lm.complete("hi", model="m", api_base=server.url, on_token=lambda _: None)
+        lm.close()
+    assert str(info.value) == "m: APIError: the model crashed"
+    assert sleep.waits == []  # the server said what went wrong: not retried
+
+
+def test_localhost_refused_on_every_address_fails_at_once(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lm, sleep = client(tmp_path, cache=False)
+    url = f"http://localhost:{port}/v1"  # ::1 and 127.0.0.1: asyncio's "Multiple exceptions"
+    with pytest.raises(ModelCallError, match="is the server running"):
+        lm.complete("hi", model="m", api_base=url)
+    assert sleep.waits == [] and lm.usage.retries == 0
+
+
+def test_refusal_on_every_address_of_a_name_counts_as_refused() -> None:
+    from ablationkit.lm.backend_http import _refused
+
+    def refused(host: str) -> ConnectionRefusedError:
+        return ConnectionRefusedError(111, f"Connect call failed ({host!r}, 9)")
+
+    def multiple(*errors: OSError) -> OSError:  # asyncio's wording (create_connection)
+        return OSError("Multiple exceptions: " + ", ".join(str(e) for e in errors))
+
+    assert _refused(multiple(refused("::1"), refused("127.0.0.1")))
+    unreachable = OSError(101, "Network is unreachable")
+    assert not _refused(multiple(refused("::1"), unreachable))
+    assert not _refused(OSError("Multiple exceptions: something else"))

@@ -12,10 +12,9 @@ never stops the others: failures are collected and listed at the end.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,9 +53,6 @@ class StageReport:
     cost_usd: float = 0.0
     seconds: float = 0.0
 
-
-# Papers prepared (loaded, prompt built) ahead of the model calls: a few MB of prompts.
-PREPARE_AHEAD = 256
 
 Progress = Callable[[str, int, int, float], None]  # (paper id, finished, total, cost so far)
 
@@ -289,9 +285,9 @@ class Run:
         """Run ``work`` (threads) or ``awork`` (coroutines on the client's event loop) on every
         instance not done yet, ``concurrency`` at a time.
 
-        ``awork`` gets the result of ``prepare``, which a ``_Preparer`` thread runs ahead. The
-        plan stage uses that path: at 50 requests in flight, 50 threads handing each request
-        to the event loop and back cost ~20% of the wall time in interpreter-lock handoffs.
+        ``awork`` gets the result of ``prepare``, run just before it (see ``_drive``). The plan
+        stage uses that path: at 50 requests in flight, 50 threads handing each request to
+        the event loop and back cost ~20% of the wall time in interpreter-lock handoffs.
         """
         report = StageReport(stage)
         start = time.perf_counter()
@@ -340,67 +336,39 @@ class Run:
         awork: Callable[[Instance, Any], Awaitable[None]],
         record: Callable[[Instance, BaseException | None], None],
     ) -> None:
-        preparer = _Preparer(prepare, pending) if prepare is not None else None
-        gate = asyncio.Semaphore(max(1, self.concurrency))
+        """``concurrency`` workers on the event loop, each taking the next pending instance,
+        preparing it just before its model call and awaiting its work.
 
-        async def one(instance: Instance) -> None:
-            async with gate:
+        Why just in time, on the loop: a paper given as text is prepared in a few ms of CPU,
+        which the loop does between requests at no other cost; prepared ahead in a thread,
+        all papers compete with the run's start (imports, the first requests) for the
+        interpreter lock, and each step of the loop waits for it. A paper read from a file
+        (a PDF, a LaTeX folder) is prepared in a worker thread: parsing it can take seconds
+        that would stall every request in flight. One worker per slot, not one task per
+        paper: 10,000 papers cost 10,000 small tasks' memory otherwise.
+        """
+        queue = iter(pending)
+
+        async def worker() -> None:
+            for instance in queue:
                 error: BaseException | None = None
                 try:
-                    value = await preparer.take(instance) if preparer is not None else None
+                    value = await _prepared(prepare, instance) if prepare is not None else None
                     await awork(instance, value)
                 except Exception as exc:  # one paper's failure is recorded, never spread
                     error = exc
                 record(instance, error)
 
-        try:
-            await asyncio.gather(*(one(instance) for instance in pending))
-        finally:
-            if preparer is not None:
-                preparer.stop()
+        workers = min(max(1, self.concurrency), len(pending))
+        await asyncio.gather(*(worker() for _ in range(workers)))
 
 
-class _Preparer:
-    """Runs the CPU half of each paper (load, view, hints, prompt) in one thread, in order,
-    as far ahead of the workers as ``PREPARE_AHEAD`` papers.
-
-    Why far ahead: with replies landing in waves, work that is prepared just in time competes
-    for the interpreter with the handling of the wave; prepared early, it runs while every
-    request is waiting on the model.
-    """
-
-    def __init__(self, prepare: Callable[[Instance], Any], pending: list[Instance]) -> None:
-        self.prepare, self.pending = prepare, pending
-        self.slots = threading.Semaphore(PREPARE_AHEAD)
-        self.prepared: dict[str, Future[Any]] = {i.id: Future() for i in pending}
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="ablationkit-prepare", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        for instance in self.pending:
-            self.slots.acquire()
-            if self.stopped.is_set():
-                return
-            future = self.prepared[instance.id]
-            try:
-                future.set_result(self.prepare(instance))
-            except BaseException as exc:  # handed to that paper's worker as its failure
-                future.set_exception(exc)
-            # the event loop (sending, reading replies) goes first: without this it waits for
-            # the interpreter lock up to 5 ms at every step while a paper is prepared
-            time.sleep(0)
-
-    async def take(self, instance: Instance) -> Any:
-        """The prepared value of ``instance`` (its preparation's error is raised here)."""
-        try:
-            return await asyncio.wrap_future(self.prepared[instance.id])
-        finally:
-            self.slots.release()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.slots.release()
+async def _prepared(prepare: Callable[[Instance], Any], instance: Instance) -> Any:
+    """``prepare(instance)``: on the loop for a paper given as text, in a worker thread for
+    one read from a file (see ``Run._drive``)."""
+    if instance.path:
+        return await asyncio.to_thread(prepare, instance)
+    return prepare(instance)
 
 
 def _batch_config(

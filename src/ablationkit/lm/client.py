@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from ablationkit.lm import backend_openai
+from ablationkit.lm import backend_http, backend_openai
 from ablationkit.lm.backend_openai import TokenCallback, TransientError
 from ablationkit.lm.cache import CompletionCache
 from ablationkit.lm.keys import api_key, redact, register_secret
@@ -50,6 +51,16 @@ from ablationkit.lm.types import (
 )
 
 T = TypeVar("T")
+# "auto": OpenAI-compatible servers on plain http (this machine, the local network) get the
+# thin HTTP client of ``backend_http``, https providers and proxied servers the openai SDK;
+# "sdk": the SDK for every one (the environment variable sets the default for a process).
+Transport = Literal["auto", "sdk"]
+TRANSPORT_VARIABLE = "ABLATIONKIT_TRANSPORT"
+
+
+def default_transport() -> Transport:
+    """``ABLATIONKIT_TRANSPORT`` if it is "sdk", else "auto"."""
+    return "sdk" if os.environ.get(TRANSPORT_VARIABLE, "").strip().lower() == "sdk" else "auto"
 
 
 @dataclass
@@ -124,7 +135,8 @@ class LMClient:
     loop, HTTP clients and cache; a closed client used again opens them again.
     ``timeout``: seconds one attempt may wait on an HTTP server, to connect and between bytes
     of the reply (None: 120 s for remote servers, 600 s on this machine; see
-    ``attempt_timeout``)."""
+    ``attempt_timeout``). ``transport``: how OpenAI-compatible servers are called (see
+    ``Transport``); both ways retry, fail and stream alike."""
 
     concurrency: int = 8
     timeout: float | None = None
@@ -133,6 +145,7 @@ class LMClient:
     record_to: str | Path | None = None
     api_base: str | None = None
     usage: RunUsage = field(default_factory=RunUsage)
+    transport: Transport = field(default_factory=default_transport)
 
     def __post_init__(self) -> None:
         self._owns_cache = not isinstance(self.cache, CompletionCache)
@@ -147,7 +160,7 @@ class LMClient:
         self._recorder = ReplayStore(self.record_to) if self.record_to else None
         self._replays: dict[str, ReplayStore] = {}
         self._semaphores: dict[tuple[int, bool], asyncio.Semaphore] = {}
-        self._clients: dict[tuple[int, str, str], Any] = {}
+        self._clients: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -180,8 +193,8 @@ class LMClient:
         resolved = resolve_model(model, api_base or self.api_base)
         route = resolved.route
         chat = _as_messages(messages)
-        key = request_key(route.model_id, route.base_url, chat, params, schema)
         use_cache = cache and self._cache is not None and route.kind != "replay"
+        key = request_key(route.model_id, route.base_url, chat, params, schema) if use_cache else ""
         if use_cache and self._cache is not None:
             hit = self._cache.get(key)  # an indexed read: cheaper than a thread hop
             if hit is not None:
@@ -190,7 +203,11 @@ class LMClient:
                     _show_whole(on_token, hit.text)
                 self._count(hit)
                 return hit
-        replay_key = request_key("", None, chat, params, schema)
+        # the key without model and server: only a replay file and a recording use it (a
+        # second JSON encoding and hash of a long prompt is not free on every call)
+        replay_key = ""
+        if route.kind == "replay" or self._recorder is not None:
+            replay_key = request_key("", None, chat, params, schema)
         if route.kind == "replay":
             completion = self._replay(route, replay_key)
             if on_token is not None:
@@ -278,26 +295,41 @@ class LMClient:
             raise ModelCallError(f"request {key[:12]} was never recorded", where=path)
         return Completion(**{**completion.__dict__, "cost": 0.0})
 
-    async def _openai_client(self, route: Route) -> tuple[Any, Route]:
-        import openai
-
+    async def _endpoint(self, route: Route) -> tuple[Route, str]:
+        """The route to call and the key to send: the embedded model's loopback server
+        (started on first use), or the route's server with its key (checked here)."""
         if route.local:
             from ablationkit.lm.local import embedded_server
 
             server = await asyncio.to_thread(embedded_server, route.model_id)
             route = Route("openai", route.model_id, "local", base_url=server.base_url, local=True)
-            key = "local"
-        else:
-            key = api_key(route.key_variable) or ""
-            if route.needs_key and not key:
-                raise ModelUnavailableError(
-                    f"{route.model_id}: no API key: set {route.key_variable} in the "
-                    "environment or in .env"
-                )
-            register_secret(key)  # whatever a server echoes of it stays out of the output
+            return route, "local"
+        key = api_key(route.key_variable) or ""
+        if route.needs_key and not key:
+            raise ModelUnavailableError(
+                f"{route.model_id}: no API key: set {route.key_variable} in the "
+                "environment or in .env"
+            )
+        register_secret(key)  # whatever a server echoes of it stays out of the output
+        return route, key
+
+    def _http_pool(self, route: Route, key: str) -> backend_http.HTTPPool:
+        """This loop's keep-alive connections to ``route``'s server (thin path)."""
         cache_key = (id(asyncio.get_running_loop()), route.base_url or "", key)
+        pool = self._clients.get(cache_key)
+        if pool is None:
+            pool = self._clients[cache_key] = backend_http.HTTPPool(
+                route.base_url or "", key or "not-needed"
+            )
+        return pool
+
+    def _openai_client(self, route: Route, key: str) -> Any:
+        """This loop's openai SDK client for ``route``'s server."""
+        cache_key = (id(asyncio.get_running_loop()), route.base_url or "", key, "sdk")
         client = self._clients.get(cache_key)
         if client is None:
+            import openai
+
             try:
                 client = openai.AsyncOpenAI(
                     base_url=route.base_url,
@@ -310,7 +342,7 @@ class LMClient:
                     redact(f"api_base {route.base_url!r} is not a valid URL ({exc})")
                 ) from None
             self._clients[cache_key] = client
-        return client, route
+        return client
 
     async def _wind_down_loop(self) -> None:
         """Before the loop stops: close its HTTP clients, finish the async generators (a
@@ -386,12 +418,22 @@ class LMClient:
                 api_key=key,
                 on_token=on_token,
             )
-        client, call_route = await self._openai_client(route)
-        # The SDK's timeout covers connecting and each read. A server that trickles bytes
-        # forever is bounded by the call's deadline, not here: a whole-attempt limit would
-        # also cut off a slow but healthy stream of a long reply.
+        call_route, key = await self._endpoint(route)
+        # The timeout covers connecting and each read. A server that trickles bytes forever
+        # is bounded by the call's deadline, not here: a whole-attempt limit would also cut
+        # off a slow but healthy stream of a long reply.
+        if self.transport == "auto" and backend_http.thin_path_for(call_route.base_url):
+            return await backend_http.call(
+                self._http_pool(call_route, key),
+                call_route,
+                messages,
+                schema=schema,
+                params=params,
+                timeout=timeout,
+                on_token=on_token,
+            )
         return await backend_openai.call(
-            client,
+            self._openai_client(call_route, key),
             call_route,
             messages,
             schema=schema,

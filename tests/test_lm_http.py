@@ -571,3 +571,31 @@ def test_refusal_on_every_address_of_a_name_counts_as_refused() -> None:
     unreachable = OSError(101, "Network is unreachable")
     assert not _refused(multiple(refused("::1"), unreachable))
     assert not _refused(OSError("Multiple exceptions: something else"))
+
+
+@pytest.mark.parametrize(
+    ("model", "api_base", "imported"),
+    [
+        ("openai/gpt-4o", None, True),  # https: the SDK's import overlaps the run's start
+        ("m", "http://127.0.0.1:9/v1", False),  # plain http: the thin path needs none
+    ],
+    ids=["https-provider", "plain-http-server"],
+)
+def test_prefetch_imports_the_sdk_only_for_models_that_need_it(
+    model: str, api_base: str | None, imported: bool
+) -> None:
+    program = (
+        "import sys\n"
+        "from ablationkit.lm import LMClient, resolve_model\n"
+        "thread = LMClient(cache=False).prefetch("
+        f"resolve_model({model!r}, {api_base!r}))\n"
+        "if thread is not None:\n"
+        "    thread.join(60)\n"
+        "print('openai' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k.lower() not in {"http_proxy", "all_proxy"}}
+    env.pop("ABLATIONKIT_TRANSPORT", None)
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.stdout.strip() == str(imported), result.stderr

@@ -135,6 +135,7 @@ class Run:
 
         config, chosen_mode = _batch_config(config, overrides)
         model = resolve_model(config.model, config.api_base)  # a bad id: at once, and once
+        self.client.prefetch(model)  # the SDK, if needed, imports while the dataset loads
         instances = load_dataset(
             dataset, mode=chosen_mode, ids=ids, limit=limit, papers_root=papers_root
         )

@@ -206,6 +206,17 @@ def test_calls_of_the_embedded_model_teach_the_rate_book(tmp_path: Path) -> None
     assert again.view().eta == pytest.approx(400 / 40 + 500 / 4)
 
 
+def test_batch_call_before_its_first_report_has_no_made_up_size(tmp_path: Path) -> None:
+    """``bench plan`` follows calls it did not prepare: until the runtime reports the prompt's
+    size there is no 'prompt 0/0 tokens' and no ETA."""
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock)
+    view = tracker.view()
+    assert view.eta is None and view.line() == "local · starting · 0s elapsed"
+    tracker.prompt(PromptProgress(total=900, cached=0, processed=0, ms=0))
+    assert tracker.view().eta is not None and "prompt 0/900 tokens" in tracker.view().line()
+
+
 def test_hosted_model_has_no_rate_guess(tmp_path: Path) -> None:
     from ablationkit.planner.stream import PlanTracker
 
@@ -411,3 +422,26 @@ def test_failed_call_leaves_the_reasoning_line_ended_for_the_error(tmp_path: Pat
         raise RuntimeError("the model failed")
     console.print("error: the model failed")
     assert "half a sentence\nerror: the model failed" in console.file.getvalue()
+
+
+def test_batch_log_line_has_the_runs_eta_and_the_current_call(tmp_path: Path) -> None:
+    from ablationkit.planner.stream import BatchProgress
+
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock)
+    console = _console(terminal=False)
+    batch = BatchProgress(console, "planning with local", tracker, every=60, clock=clock)
+    with batch:
+        batch.update("", 1, 4, 0.0)  # one paper done by an earlier run
+        tracker.prompt(PromptProgress(total=3000, cached=0, processed=0, ms=0))
+        clock.now += 100
+        batch.update("paper-a", 2, 4, 0.0)
+        tracker.prompt(PromptProgress(total=2000, cached=0, processed=0, ms=0))
+        clock.now += 10
+        line = batch.describe()
+    # two papers left at 100 s a paper (this session's pace), the current one 10 s in; and
+    # where the current call is
+    assert line.startswith("planning with local: 2/4 papers · 1m50s elapsed · ETA ~3m10s")
+    assert "now: local · prompt ~500/2,000 tokens" in line and "(call" not in line
+    out = console.file.getvalue()
+    assert "planning with local: 2/4 papers" in out and "(done: paper-a)" in out

@@ -599,18 +599,21 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 
-def _progress_bar(label: str, model: str | None = None) -> tuple[Any, Any]:
+def _progress_bar(label: str, config: Any = None) -> tuple[Any, Any]:
     """The stage's progress on stderr and the callback the runner reports to: a rich bar on
     a terminal, else a log line per finished paper and every ABLATIONKIT_PROGRESS_EVERY
-    seconds (``BatchProgress``). Planning with the embedded ``model`` also shows the current
-    call's prompt tokens processed / generated, rates and ETA."""
+    seconds (``BatchProgress``). Planning (``config``) with the embedded model also shows the
+    current call's prompt tokens processed / generated, rates and ETA."""
     from rich.console import Console
 
-    from ablationkit.planner.stream import BatchProgress, PlanTracker
+    from ablationkit.planner.stream import BatchProgress, PlanTracker, typical_reply_tokens
 
     tracker = None
-    if model is not None and (model == "local" or model.startswith("local:")):
-        tracker = PlanTracker(model)
+    if config is not None and (config.model == "local" or config.model.startswith("local:")):
+        limit = config.reply_tokens_for(True)
+        tracker = PlanTracker(
+            config.model, expected_reply=typical_reply_tokens(config.k, limit), max_reply=limit
+        )
     bar = BatchProgress(Console(stderr=True, highlight=False), label, tracker)
     return bar, bar.update
 
@@ -729,7 +732,7 @@ def bench_plan(
             _write_stdout(_with_time_estimate(summary) + "\n")
             return
         run = Run(run_dir, concurrency=concurrency)
-        bar, update = _progress_bar(f"planning with {model}", model)
+        bar, update = _progress_bar(f"planning with {model}", config)
         with bar:
             report = run.plan(
                 dataset,

@@ -135,10 +135,11 @@ class ProgressView:
     eta_is_bound: bool  # the reply is past its usual length: the ETA is to its token limit
     basis: str  # where estimated rates come from
 
-    def line(self) -> str:
+    def line(self, *, elapsed: bool = True, calls: bool = True) -> str:
         """One line for a terminal or a log: ``local · prompt 2,048/6,257 tokens · 48 tok/s ·
-        ETA ~1m35s · 0:42``."""
-        parts = [self.model if self.call == 1 else f"{self.model} (call {self.call})"]
+        ETA ~1m35s · 42s elapsed`` (a batch's line leaves out the time and call number that
+        its own line already has or that mean nothing across papers)."""
+        parts = [self.model if self.call == 1 or not calls else f"{self.model} (call {self.call})"]
         if self.phase == "generating":
             parts.append(f"generated {self.generated:,} tokens")
             if self.generation_rate:
@@ -147,6 +148,8 @@ class ProgressView:
             if self.prompt_total:
                 parts.append(f"prompt of {self.prompt_total:,} tokens sent")
             parts.append("waiting for the first token")
+        elif not self.prompt_total:  # a batch's next call: its size comes with its first report
+            parts.append("starting")
         else:
             done = f"{'' if self.prompt_exact else '~'}{self.prompt_done:,}"
             parts.append(f"prompt {done}/{self.prompt_total:,} tokens")
@@ -156,7 +159,8 @@ class ProgressView:
                 parts.append("starting")
         if self.eta is not None:
             parts.append(f"ETA {'≤ ' if self.eta_is_bound else '~'}{duration(self.eta)}")
-        parts.append(f"{duration(self.elapsed)} elapsed")
+        if elapsed:
+            parts.append(f"{duration(self.elapsed)} elapsed")
         return " · ".join(parts)
 
     def to_event(self) -> dict[str, Any]:
@@ -358,7 +362,7 @@ class PlanTracker:
             if self.max_reply is not None and self.generated < self.max_reply:
                 return (self.max_reply - self.generated) / grate, True
             return None, False
-        if not prate:
+        if not prate or not self.prompt_total:  # no prompt size yet: no honest ETA
             return None, False
         return max(prompt_left, 0) / prate + self.expected_reply / grate, False
 
@@ -590,6 +594,7 @@ class BatchProgress:
         self.total = 0
         self.cost = 0.0
         self._first: int | None = None  # papers finished (or skipped) when the stage began
+        self._last_done = self.started  # when the last paper finished
         self._bar: Any = None
         self._task: Any = None
         self._ticker: LogTicker | None = None
@@ -597,11 +602,14 @@ class BatchProgress:
         self._lock = threading.Lock()
 
     def eta(self) -> float | None:
-        """Seconds left at the pace of the papers finished in this session."""
+        """Seconds left at the pace of the papers finished in this session, less the time
+        the current paper has already had (but never below the papers after it)."""
         done = self.finished - (self._first or 0)
-        if done <= 0 or self.total <= self.finished:
+        left = self.total - self.finished
+        if done <= 0 or left <= 0:
             return None
-        return (self.clock() - self.started) / done * (self.total - self.finished)
+        pace = (self._last_done - self.started) / done
+        return max(pace * left - (self.clock() - self._last_done), pace * (left - 1))
 
     def describe(self) -> str:
         parts = [f"{self.label}: {self.finished}/{self.total or '?'} papers"]
@@ -612,7 +620,7 @@ class BatchProgress:
         if eta is not None:
             parts.append(f"ETA ~{duration(eta)}")
         if self.tracker is not None and self.finished < self.total:
-            parts.append("now: " + self.tracker.view().line())
+            parts.append("now: " + self.tracker.view().line(elapsed=False, calls=False))
         return " · ".join(parts)
 
     def update(self, paper_id: str, finished: int, total: int, cost: float) -> None:
@@ -621,6 +629,9 @@ class BatchProgress:
         with self._lock:
             if self._first is None:
                 self._first, self.started = finished, self.clock()
+                self._last_done = self.started
+            elif finished > self.finished:
+                self._last_done = self.clock()
             self.finished, self.total, self.cost = finished, total, cost
         if self._bar is not None:
             self._bar.update(
@@ -683,6 +694,7 @@ def _tracker_column(tracker: PlanTracker) -> Any:
 
     class CallColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
-            return Text("" if task.finished else tracker.view().line(), style="cyan")
+            line = tracker.view().line(elapsed=False, calls=False)
+            return Text("" if task.finished else line, style="cyan")
 
     return CallColumn()

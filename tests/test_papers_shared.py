@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -104,3 +105,30 @@ def test_pdf_has_the_same_top_level_sections_as_the_latex(project: Path) -> None
     pdf_method = set(" ".join(s.text for s in from_pdf.walk() if s.role == "method").split())
     plain = [w for w in tex_method if w.isalpha()]
     assert sum(w in pdf_method for w in plain) / len(plain) > 0.9
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+@pytest.mark.parametrize("project", PDF_PROJECTS, ids=lambda p: p.name)
+def test_pdf_words_broken_at_line_ends_are_mended_as_the_latex_writes_them(
+    project: Path,
+) -> None:
+    """The PDF's hyphenated line ends, against the LaTeX source's words: no compound joined
+    ("scikitlearn", "state-of-theart", "modelfree"), no word left in two ("asso ciated",
+    "CIFAR- 10"), no control character."""
+    pdf = load_paper(project / "paper.pdf").to_markdown()
+    tex = load_paper(project).to_markdown()
+    tex_words = set(_WORD.findall(tex.lower()))
+    unhyphenated = {w.replace("-", ""): w for w in tex_words if "-" in w}
+    tokens = _WORD.findall(pdf.lower())
+    joined = {t for t in tokens if t not in tex_words and t.replace("-", "") in unhyphenated}
+    assert not joined, [unhyphenated[t.replace("-", "")] for t in joined]
+    split = [
+        f"{a} {b}"
+        for a, b in itertools.pairwise(tokens)
+        if a not in tex_words and b not in tex_words and a + b in tex_words
+    ]
+    assert not split
+    assert not re.findall(r"\w[-\u2010] \w", pdf)  # within a paragraph
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", pdf)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 pymupdf = pytest.importorskip("pymupdf")
 
 from ablationkit.errors import FormatError  # noqa: E402
-from ablationkit.papers import load_paper  # noqa: E402
+from ablationkit.papers import Paper, Section, load_paper  # noqa: E402
 
 BODY = "This sentence is part of the body text of the paper and it goes on for a while. " * 3
 PAGES = [
@@ -50,22 +51,39 @@ TOC = [
 
 
 def make_pdf(path: Path, *, toc: bool) -> Path:
+    return write_pdf(path, PAGES, TOC if toc else None)
+
+
+def write_pdf(
+    path: Path,
+    pages: list[list[tuple[str, str]]],
+    toc: list[list[object]] | None,
+    *,
+    figure: Sequence[tuple[float, float, str]] = (),
+) -> Path:
+    """A PDF of ``pages`` (blocks of kind title/h/p, one text box each, top to bottom), a
+    page number in each footer, ``toc`` as its outline, and ``figure`` (x, y, text) as small
+    loose labels on the first page, like a plot's axis ticks."""
     doc = pymupdf.open()
-    for number, blocks in enumerate(PAGES, start=1):
+    for number, blocks in enumerate(pages, start=1):
         page = doc.new_page(width=595, height=842)
         y = 60.0
         for kind, text in blocks:
             size = {"title": 20, "h": 13, "p": 10}[kind]
-            height = 2 * size if kind != "p" else 14 * (len(text) // 80 + 2)
+            lines = len(text) // 80 + text.count("\n") + 2
+            height = 2 * size if kind != "p" else 14 * lines
             rect = pymupdf.Rect(60, y, 535, y + height)
             left = page.insert_textbox(
                 rect, text, fontsize=size, fontname="hebo" if kind != "p" else "helv"
             )
             assert left >= 0, f"test PDF: {text[:20]!r} did not fit its box"
             y += height + 12
+        if number == 1:
+            for x, y_label, label in figure:
+                page.insert_text((x, y_label), label, fontsize=7)
         page.insert_text((290, 820), str(number), fontsize=9)  # page number in the footer
     if toc:
-        doc.set_toc(TOC)
+        doc.set_toc(toc)
     doc.save(path)
     return path
 
@@ -153,3 +171,190 @@ def test_truncated_pdf_never_crashes(tmp_path: Path) -> None:
         assert "\n" not in str(exc)
     else:
         assert paper.sections
+
+
+# ---- artefacts seen on a real PDF (issue 15) -------------------------------------------------
+
+
+Pages = list[list[tuple[str, str]]]
+
+
+def _paper_of(
+    tmp_path: Path,
+    pages: Pages,
+    toc: list[list[object]],
+    figure: Sequence[tuple[float, float, str]] = (),
+) -> Paper:
+    return load_paper(write_pdf(tmp_path / "artefacts.pdf", pages, toc, figure=figure))
+
+
+def _section(paper: Paper, title: str) -> Section:
+    return next(s for s in paper.walk() if s.title == title)
+
+
+TWO_COLUMN_PAGES = [
+    [
+        ("title", "Sparse Widgets for Fast Inference"),
+        ("p", "Abstract. We propose sparse widgets. They are fast."),
+        ("h", "1. Introduction"),
+        ("p", "Widgets matter. " + BODY),
+        ("h", "2. Method"),
+        ("p", "Our method has an encoder. " + BODY),
+        ("h", "3. Experiments"),
+        ("p", "We evaluate on three datasets. " + BODY),
+        ("h", "4. Limitations"),
+        ("p", "Widgets are small. " + BODY),
+    ],
+    [
+        ("h", "Acknowledgements"),
+        ("p", "We thank the widget makers. " + BODY),
+        ("h", "References"),
+        ("p", "[1] A. Author. A paper about widgets. 2020."),
+        ("h", "Supplementary Material"),
+        ("p", "More widgets here. " + BODY),
+        ("h", "A. Proofs"),
+        ("p", "Proof of the widget lemma. " + BODY),
+    ],
+]
+# the outline of a CVPR-style paper: "1 . Introduction", the number apart from its title
+SPACED_TOC = [
+    [1, "1 . Introduction", 1],
+    [1, "2 . Method", 1],
+    [1, "3 . Experiments", 1],
+    [1, "4 . Limitations", 1],
+    [1, "Acknowledgements", 2],
+    [1, "References", 2],
+    [1, "Supplementary Material", 2],
+    [2, "A . Proofs", 2],
+]
+
+
+def test_outline_titles_with_the_number_apart_lose_the_stray_period(tmp_path: Path) -> None:
+    paper = _paper_of(tmp_path, TWO_COLUMN_PAGES, SPACED_TOC)
+    titles = [(s.number, s.title) for s in paper.walk()]
+    assert titles[:4] == [
+        ("1", "Introduction"),
+        ("2", "Method"),
+        ("3", "Experiments"),
+        ("4", "Limitations"),
+    ]
+    assert ("A", "Proofs") in titles
+    assert not any(s.title.startswith((".", ":", ")")) for s in paper.walk())
+    assert "## 1 Introduction" in paper.to_markdown()
+
+
+def test_supplementary_material_is_no_section_m_titled_aterial(tmp_path: Path) -> None:
+    """ "Supplementary Material" read as "Supplementary M" + "aterial" made a phantom
+    appendix section M, "aterial"."""
+    paper = _paper_of(tmp_path, TWO_COLUMN_PAGES, SPACED_TOC)
+    assert not any(s.number == "M" or s.title == "aterial" for s in paper.walk())
+    proofs = _section(paper, "Proofs")
+    assert proofs.appendix and proofs.role == "appendix"
+
+
+def test_limitations_and_acknowledgements_are_not_experiments(tmp_path: Path) -> None:
+    paper = _paper_of(tmp_path, TWO_COLUMN_PAGES, SPACED_TOC)
+    assert _section(paper, "Experiments").role == "experiments"
+    assert _section(paper, "Limitations").role == "conclusion"
+    assert _section(paper, "Acknowledgements").role == "other"
+    # nested under the experiments in the outline, they still are not experiments
+    nested = [
+        [1, "1 Introduction", 1],
+        [1, "2 Method", 1],
+        [1, "3 Experiments", 1],
+        [2, "3.1 Limitations", 1],
+        [2, "Acknowledgements", 2],
+    ]
+    pages = [
+        [
+            ("title", "Sparse Widgets for Fast Inference"),
+            ("p", "Abstract. We propose sparse widgets. They are fast."),
+            ("h", "1 Introduction"),
+            ("p", "Widgets matter. " + BODY),
+            ("h", "2 Method"),
+            ("p", "Our method has an encoder. " + BODY),
+            ("h", "3 Experiments"),
+            ("p", "We evaluate on three datasets. " + BODY),
+            ("h", "3.1 Limitations"),
+            ("p", "Widgets are small. " + BODY),
+        ],
+        [("h", "Acknowledgements"), ("p", "We thank the widget makers. " + BODY)],
+    ]
+    paper = _paper_of(tmp_path, pages, nested)
+    roles = {s.title: s.role for s in paper.walk()}
+    assert roles == {
+        "Introduction": "other",
+        "Method": "method",
+        "Experiments": "experiments",
+        "Limitations": "conclusion",
+        "Acknowledgements": "other",
+    }
+
+
+AXIS_TICKS = [(330.0, 250.0 + 12 * i, f"{0.2 * i:.1f}") for i in range(5)] + [
+    (340.0 + 30 * i, 320.0, str(10 * i)) for i in range(5)
+]
+
+
+def test_figure_axis_numbers_are_not_paragraphs(tmp_path: Path) -> None:
+    pages = [
+        [
+            ("title", "Sparse Widgets for Fast Inference"),
+            ("p", "Abstract. We propose sparse widgets. They are fast."),
+            ("h", "1 Introduction"),
+            ("p", "Widgets matter. " + BODY),
+        ],
+        [("h", "2 Method"), ("p", "Our method has an encoder with 4 layers and 0.5 dropout.")],
+    ]
+    toc = [[1, "1 Introduction", 1], [1, "2 Method", 2]]
+    paper = _paper_of(tmp_path, pages, toc, figure=[*AXIS_TICKS, (480.0, 330.0, "(a) 0.25")])
+    intro = _section(paper, "Introduction")
+    assert intro.text == "Widgets matter. " + BODY.strip()
+    assert _section(paper, "Method").text.endswith("0.5 dropout.")  # numbers in prose stay
+
+
+def test_nul_and_control_characters_never_reach_the_view(tmp_path: Path) -> None:
+    pages = [
+        [
+            ("title", "Sparse Widgets for Fast Inference"),
+            ("p", "Abstract. We propose sparse widgets. They are fast."),
+            ("h", "1 Introduction"),
+            # (PyMuPDF writes DEL as a bullet: these are the ones it keeps)
+            ("p", "Widgets\x00 matter\x07 and\x1b they\x01 are\x02 fast. " + BODY),
+        ]
+    ]
+    paper = _paper_of(tmp_path, pages, [[1, "1 Introduction", 1]])
+    text = paper.to_markdown()
+    assert not [ch for ch in text if ch not in "\n\t" and (ord(ch) < 32 or 127 <= ord(ch) < 160)]
+    assert "Widgets matter and they are fast." in text
+    assert [s.title for s in paper.walk()] == ["Introduction"]
+
+
+HYPHENATED = (
+    "We want to en-\nsure that self-attention is fast. The self-\nattention layer and the "
+    "model-free method need CIFAR-\n10 and Auto-\nML and an algo-\nrithm with a state-of-the-\n"
+    "art result. The algorithm is model-\nfree and we make sure it is a con-\ntribution. "
+    "Our work is the last one to be con-"
+)
+
+
+def test_line_end_hyphens_join_words_but_keep_compounds(tmp_path: Path) -> None:
+    pages = [
+        [
+            ("title", "Sparse Widgets for Fast Inference"),
+            ("p", "Abstract. We propose sparse widgets. They are fast."),
+            ("h", "1 Introduction"),
+            ("p", HYPHENATED),
+        ],
+        # the paragraph goes on at the top of the next page (or column): "con-" / "sidered"
+        [("p", "sidered here, and the state-of-the-art is too."), ("h", "2 Method")],
+    ]
+    paper = _paper_of(tmp_path, pages, [[1, "1 Introduction", 1], [1, "2 Method", 2]])
+    intro = _section(paper, "Introduction").text
+    for joined in ("ensure", "algorithm", "contribution", "considered here"):
+        assert joined in intro
+    for compound in ("self-attention layer", "model-free", "CIFAR-10", "Auto-ML"):
+        assert compound in intro
+    assert "state-of-the-art result" in intro
+    assert "- " not in intro and "-\n" not in intro
+    assert "\n\n" not in intro  # one paragraph across the page break

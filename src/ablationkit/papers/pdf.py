@@ -3,11 +3,16 @@
 Headings come from the PDF's outline when it has one (LaTeX with hyperref writes one: exact
 titles and levels), located in the text to split it; unnumbered headings the outline leaves
 out (Acknowledgment, References) are recognised by name. Without an outline, headings are
-guessed from numbered lines. Running headers, footers and page numbers are dropped.
+guessed from numbered lines. Running headers, footers and page numbers are dropped, and so
+are a figure's loose labels (axis ticks) and control characters; words broken at line ends
+are mended by what the rest of the PDF writes ("en-" "sure" -> "ensure", "self-" "attention"
+-> "self-attention"), across a column or page break too.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import threading
 import unicodedata
@@ -44,7 +49,6 @@ _LIGATURES = {
     "\ufb04": "ffl",
     "\ufb05": "st",
     "\ufb06": "st",
-    "\u00ad": "",
 }
 _SPACING_ACCENTS = {
     "´": "\u0301",
@@ -55,6 +59,30 @@ _SPACING_ACCENTS = {
     "¸": "\u0327",
     "ˇ": "\u030c",
 }
+# C0 and C1 control characters but tab and newline, and DEL: a font without a Unicode map
+# gives NUL or raw glyph codes, which would reach the prompt and the browser as they are.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# A word broken at a line end: "en-\nsure", "self-\nattention", "CIFAR-\n10" (a soft hyphen
+# too, which is a hyphenation point by definition).
+_HYPHENS = ("-", "\u2010", "\u00ad")
+# (the look-behind: a word is tried from its start only, not from each of its letters)
+_BROKEN_WORD = re.compile(r"(?<!\w)(\w+)([-\u2010\u00ad])[ \t]*\n\s*(\w+)")
+_TRAILING_BREAK = re.compile(r"(?<!\w)(\w+)([-\u2010\u00ad])$")
+# what goes on a paragraph broken at a column or page end ("sure that", "10 datasets"); a
+# capital starts a new block more often than it ends a word ("CIFAR-" then "Fig. 3")
+_LEADING_WORD = re.compile(r"[^\W_A-Z][\w]*")
+_TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+# Prefixes that papers hyphenate ("self-attention", "non-experts") and that are no words of
+# their own.
+_HYPHENATING_PREFIXES = frozenset("self non cross semi pseudo quasi".split())
+# A figure's loose labels: axis ticks ("0.0 0.5 1.0", "10 20 30"), panel letters ("(a)"),
+# signs. Nothing of them reads as prose.
+_FIGURE_TOKEN = re.compile(
+    r"[-−+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)(?:[eE][-−+]?\d+)?[%×x]?|\(?[a-z]\)|[^\w\s]+"
+)
+# "1 . Introduction": the outline of some PDFs keeps the number's period apart from it.
+_SPACED_NUMBER = re.compile(r"^((?:\d{1,2}(?:\.\d{1,2})*)|[A-Z]|[IVXLC]{1,6})\s+([.:)])\s+")
+_DIVIDER = re.compile(r"(appendix|appendices|supplementary|supplemental)( materials?)?")
 _UNNUMBERED_HEADINGS = re.compile(
     r"^(abstract|acknowledge?ments?|references|bibliography|appendix|appendices|"
     r"supplementary material)$",
@@ -110,11 +138,123 @@ class _Block:
     text: str
 
 
-def clean_pdf_text(text: str) -> str:
+@dataclass(frozen=True)
+class _Vocabulary:
+    """What one PDF writes (lower-cased), the words broken at line ends left out: the
+    evidence for mending a broken word without a dictionary. ``words`` stand on their own,
+    ``parts`` are parts of hyphenated compounds ("state-of-the-art"), ``pairs`` two adjacent
+    parts of one ("state-of", "of-the", "the-art")."""
+
+    words: frozenset[str] = frozenset()
+    parts: frozenset[str] = frozenset()
+    pairs: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, texts: list[str]) -> _Vocabulary:
+        text = _BROKEN_WORD.sub(" ", _plain_characters("\n".join(texts))).rstrip()
+        if text.endswith(_HYPHENS) and (end := _TRAILING_BREAK.search(text, len(text) - 100)):
+            text = text[: end.start()]  # broken at the very end
+        words: set[str] = set()
+        parts: set[str] = set()
+        pairs: set[str] = set()
+        for token in _TOKEN.findall(text.lower()):
+            if "-" in token:
+                split = token.split("-")
+                parts.update(split)
+                pairs.update(f"{a}-{b}" for a, b in itertools.pairwise(split))
+            else:
+                words.add(token)
+        return cls(frozenset(words), frozenset(parts), frozenset(pairs))
+
+    def is_word(self, word: str) -> bool:
+        """``word`` stands on its own in the paper, maybe with an ending ("valued": "value")."""
+        return (
+            word in self.words
+            or (word.endswith(("s", "d")) and word[:-1] in self.words)
+            or (word.endswith(("es", "ed")) and word[:-2] in self.words)
+        )
+
+
+def _plain_characters(text: str) -> str:
+    """No control characters, ligatures spelled out."""
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     for bad, good in _LIGATURES.items():
         text = text.replace(bad, good)
-    # "advan-\ntage" -> "advantage"; keep the hyphen before a capital ("Auto-\nML").
-    text = re.sub(r"(\w)-\n(?=[a-z])", r"\1", text)
+    return text
+
+
+def _mend(first: str, hyphen: str, second: str, vocabulary: _Vocabulary) -> str:
+    """``first`` and ``second``, split at a line end after ``hyphen``: one word ("en" +
+    "sure" -> "ensure") or a compound ("self" + "attention" -> "self-attention").
+
+    A compound when the second part does not start in lower case ("CIFAR-10", "Auto-ML").
+    Otherwise one word when the paper writes it elsewhere; a compound when it writes this
+    compound elsewhere ("scikit-learn", "state-of-the-art"), when the first part is a prefix
+    that hyphenates ("self", "non"), or when both parts are words of their own ("model" +
+    "free"); one word when a part is no word of its own ("en", "algo", "tention")."""
+    if hyphen == "\u00ad":
+        return first + second
+    if not second[0].islower():
+        return f"{first}-{second}"
+    low_first, low_second = first.lower(), second.lower()
+    joined = low_first + low_second
+    if joined in vocabulary.words or joined in vocabulary.parts:
+        return first + second
+    if (
+        f"{low_first}-{low_second}" in vocabulary.pairs
+        or low_first in _HYPHENATING_PREFIXES
+        or (
+            (low_first in vocabulary.words or low_first in vocabulary.parts)
+            and vocabulary.is_word(low_second)
+        )
+    ):
+        return f"{first}-{second}"
+    return first + second
+
+
+def _merge_broken_paragraphs(items: list[Item], vocabulary: _Vocabulary) -> list[Item]:
+    """A paragraph that ends in a broken word ("... to en-") goes on in the next one (the
+    next column or page: "sure that ..."): one paragraph, the word mended."""
+    merged: list[Item] = []
+    for item in items:
+        previous = merged[-1] if merged else None
+        if isinstance(item, Paragraph) and isinstance(previous, Paragraph):
+            tail = previous.text.endswith(_HYPHENS) and _TRAILING_BREAK.search(previous.text)
+            head = _LEADING_WORD.match(item.text)
+            if tail and head:
+                word = _mend(tail.group(1), tail.group(2), head.group(), vocabulary)
+                text = previous.text[: tail.start()] + word + item.text[head.end() :]
+                merged[-1] = Paragraph(text)
+                continue
+        merged.append(item)
+    return merged
+
+
+def _figure_labels(text: str) -> bool:
+    """True for a block of a figure's numbers and panel letters (axis ticks), not prose."""
+    tokens = text.split()
+    return (
+        bool(tokens)
+        and all(_FIGURE_TOKEN.fullmatch(t) for t in tokens)
+        and any(ch.isdigit() for ch in text)
+    )
+
+
+def _outline_title(title: str) -> str:
+    """An outline entry as its heading reads: no control characters, "1 . Introduction" ->
+    "1. Introduction", no stray punctuation before the words (". Introduction")."""
+    title = " ".join(_plain_characters(title).split())
+    title = _SPACED_NUMBER.sub(r"\1\2 ", title)
+    return title.lstrip(".:;,) ") or title
+
+
+def clean_pdf_text(text: str, vocabulary: _Vocabulary | None = None) -> str:
+    """A block's text as prose: no control characters, ligatures spelled out, words broken at
+    line ends mended (by the words of the whole PDF, ``vocabulary``), one line."""
+    vocabulary = vocabulary or _Vocabulary()
+    text = _plain_characters(text)
+    text = _BROKEN_WORD.sub(lambda m: _mend(m.group(1), m.group(2), m.group(3), vocabulary), text)
+    text = re.sub("\u00ad(?![ \t\n]*$)", "", text)  # a trailing one may go on in the next block
     text = re.sub(r"\s*\n\s*", " ", text)
     # "Ara´ujo" -> "Araújo": a spacing accent before its letter becomes a combining one.
     text = re.sub(
@@ -183,7 +323,7 @@ def _drop_running_lines(blocks: list[_Block], pages: int) -> list[_Block]:
 
 def _document_title(doc: Any) -> str | None:
     meta = (doc.metadata or {}).get("title", "") or ""
-    meta = " ".join(meta.split())
+    meta = " ".join(_plain_characters(meta).split())
     if len(meta.split()) >= 3 and not re.search(r"\.(pdf|tex|dvi|docx?)$|^untitled", meta, re.I):
         return meta
     # Otherwise the largest text on the first page.
@@ -202,7 +342,7 @@ def _document_title(doc: Any) -> str | None:
 
 
 def _toc(doc: Any, title: str | None) -> list[tuple[int, str, int]]:
-    toc = [(lvl, " ".join(t.split()), page) for lvl, t, page, *_ in doc.get_toc(simple=True)]
+    toc = [(lvl, _outline_title(t), page) for lvl, t, page, *_ in doc.get_toc(simple=True)]
     toc = [entry for entry in toc if entry[1]]
     top_level = [entry for entry in toc if entry[0] == 1]
     if (
@@ -212,7 +352,32 @@ def _toc(doc: Any, title: str | None) -> list[tuple[int, str, int]]:
         and normalise_heading(top_level[0][1]) == normalise_heading(title)
     ):
         toc = [(lvl - 1, t, p) for lvl, t, p in toc if (lvl, t, p) != top_level[0]]
-    return toc
+    return _lift_under_dividers(toc)
+
+
+def _lift_under_dividers(toc: list[tuple[int, str, int]]) -> list[tuple[int, str, int]]:
+    """Entries nested under a bare "Appendix" / "Supplementary Material" entry move up a
+    level: the divider is no section of its own (``assemble`` drops it), and its entries
+    would otherwise become children of the section before it."""
+    lifted: list[tuple[int, str, int]] = []
+    divider: int | None = None
+    for level, title, page in toc:
+        if divider is not None and level <= divider:
+            divider = None
+        if _DIVIDER.fullmatch(normalise_heading(title)):
+            divider = level
+        elif divider is not None:
+            level -= 1
+        lifted.append((level, title, page))
+    return lifted
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised_char(ch: str) -> str:
+    """``normalise_heading`` of one character, without spaces: ``_heading_cut`` asks for it
+    character by character, for every outline entry against every nearby block (it was
+    most of a PDF's load time)."""
+    return normalise_heading(ch).replace(" ", "")
 
 
 def _heading_cut(text: str, wanted: str) -> int | None:
@@ -222,7 +387,7 @@ def _heading_cut(text: str, wanted: str) -> int | None:
         return None
     consumed = ""
     for index, ch in enumerate(text):
-        consumed += normalise_heading(ch).replace(" ", "")
+        consumed += _normalised_char(ch)
         if len(consumed) >= len(norm_wanted):
             return index + 1 if consumed == norm_wanted else None
         if not norm_wanted.startswith(consumed):
@@ -256,7 +421,10 @@ def _match_heading(block_text: str, title: str) -> tuple[str | None, int] | None
 
 
 def _items_from_toc(
-    blocks: list[_Block], toc: list[tuple[int, str, int]], warnings: list[str]
+    blocks: list[_Block],
+    toc: list[tuple[int, str, int]],
+    warnings: list[str],
+    vocabulary: _Vocabulary,
 ) -> list[Item]:
     starts: dict[int, tuple[Heading, int, int]] = {}  # block index -> heading, cut, blocks used
     position = 0
@@ -286,6 +454,7 @@ def _items_from_toc(
             continue
         index, (number, cut), used = found
         heading_title = split_number(title)[1] if split_number(title)[0] else title
+        heading_title = heading_title.lstrip(".:;,) ") or heading_title  # "1 .Intro"
         appendix_number = split_number(title)
         heading = Heading(
             title=title if appendix_number[2] else heading_title,
@@ -304,20 +473,20 @@ def _items_from_toc(
             heading, cut, used = starts[index]
             joined = "\n".join(b.text for b in blocks[index : index + used]).strip()
             items.append(heading)
-            rest = clean_pdf_text(joined[cut:])
+            rest = clean_pdf_text(joined[cut:], vocabulary)
             if rest.strip(" .:—-"):
                 items.append(Paragraph(rest.lstrip(" .:—-")))
             skip_until = index + used
             continue
-        text = clean_pdf_text(block.text)
+        text = clean_pdf_text(block.text, vocabulary)
         if _UNNUMBERED_HEADINGS.match(text.rstrip(":")):
             items.append(Heading(title=text.rstrip(":").title() if text.isupper() else text))
-        else:
+        elif not _figure_labels(text):
             items.append(Paragraph(text))
     return items
 
 
-def _items_from_text(blocks: list[_Block]) -> list[Item]:
+def _items_from_text(blocks: list[_Block], vocabulary: _Vocabulary) -> list[Item]:
     items: list[Item] = []
     last_top: int | None = None
     for block in blocks:
@@ -333,11 +502,11 @@ def _items_from_text(blocks: list[_Block]) -> list[Item]:
                 last_top = top
         if heading is not None:
             items.append(heading)
-            rest = clean_pdf_text("\n".join(lines[1:]))
+            rest = clean_pdf_text("\n".join(lines[1:]), vocabulary)
             if rest:
                 items.append(Paragraph(rest))
-        else:
-            items.append(Paragraph(clean_pdf_text(block.text)))
+        elif not _figure_labels(text := clean_pdf_text(block.text, vocabulary)):
+            items.append(Paragraph(text))
     return items
 
 
@@ -353,7 +522,13 @@ def load_pdf(path: str | Path) -> Paper:
                 raise PdfError("no extractable text (a scanned PDF? run OCR first)", where=path)
             title = _document_title(doc)
             toc = _toc(doc, title)
-            items = _items_from_toc(blocks, toc, warnings) if toc else _items_from_text(blocks)
+            vocabulary = _Vocabulary.of([b.text for b in blocks])
+            items = (
+                _items_from_toc(blocks, toc, warnings, vocabulary)
+                if toc
+                else _items_from_text(blocks, vocabulary)
+            )
+            items = _merge_broken_paragraphs(items, vocabulary)
             if not toc:
                 warnings.append("no PDF outline: headings were guessed from numbered lines")
         finally:

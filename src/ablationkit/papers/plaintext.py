@@ -32,7 +32,7 @@ Item = Heading | Paragraph
 _ROMAN = r"(?:X{0,3})(?:IX|IV|V?I{0,3})"
 _NUMBER = re.compile(
     r"^(?:(?P<appendix>appendix|appendices|supplementary(?: material)?)\s+"
-    r"(?P<app_id>[A-Z](?:\.\d+)*)\s*[:.\-–—]?\s*"
+    r"(?P<app_id>[A-Z](?:\.\d+)*)\b\s*[:.\-–—]?\s*"  # \b: "Supplementary Material" has none
     r"|(?P<arabic>\d{1,2}(?:\.\d{1,2}){0,4})\.?\s+"
     r"|(?P<roman>" + _ROMAN + r")\.\s+"
     r"|(?P<letter>[A-Z](?:\.\d{1,2}){1,4})\.?\s+"

@@ -36,6 +36,9 @@ _PATTERNS: dict[Role, tuple[str, ...]] = {
         r"\bsummary and (future|outlook)\b",
         r"\bclosing remarks\b",
         r"\bfuture (work|directions)\b$",
+        # "Limitations", "Limitations and Future Work", "Discussion and Limitations"
+        r"^limitations?\b",
+        r"\blimitations?$",
     ),
     "experiments": (
         r"\bexperiment",
@@ -76,6 +79,11 @@ _ROLE_RES: dict[Role, re.Pattern[str]] = {
     role: re.compile("|".join(f"(?:{p})" for p in patterns)) for role, patterns in _PATTERNS.items()
 }
 _APPENDIX_TITLE = re.compile(r"^(appendix|appendices|supplementary|supplemental)\b")
+# Back matter: never experiments, even where the outline nests it under them.
+_BACK_MATTER = re.compile(
+    r"\b(acknowledg\w*|references|bibliography|ethic\w*|broader impacts?|societal impacts?|"
+    r"reproducibility|author contributions?|funding)\b"
+)
 
 
 def normalise_heading(text: str) -> str:
@@ -159,6 +167,7 @@ def assign_roles(
         _set_role(section, role)
         if role in {"experiments", "method", "other"}:
             _mark_child_ablations(section, experiments=role == "experiments")
+        _relabel_back_matter(section)
 
     if method is not None:
         _override(paper, method, "method")
@@ -168,12 +177,21 @@ def assign_roles(
 
 
 def _is_body(section: Section) -> bool:
-    norm = normalise_heading(section.title)
-    return not re.search(
-        r"\b(acknowledg\w*|references|bibliography|ethic\w*|broader impact|"
-        r"reproducibility|author contributions?|funding)\b",
-        norm,
-    )
+    return not _BACK_MATTER.search(normalise_heading(section.title))
+
+
+def _relabel_back_matter(section: Section) -> None:
+    """Sections under experiments or ablations that are limitations (conclusion) or back
+    matter such as acknowledgements (other): an outline nests an unnumbered "Limitations" or
+    "Acknowledgements" under the section before it, and they inherited its role."""
+    for child in section.children:
+        if child.role in {"experiments", "ablation"}:
+            norm = normalise_heading(child.title)
+            if _keyword_role(child.title) == "conclusion":
+                _set_role(child, "conclusion")
+            elif _BACK_MATTER.search(norm):
+                _set_role(child, "other")
+        _relabel_back_matter(child)
 
 
 def _mark_child_ablations(section: Section, *, experiments: bool) -> None:

@@ -521,7 +521,14 @@ class PlanDisplay:
 
             with self._lock:
                 self._end_line()
-                self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+                # stdout may be a pipe of plan JSON (--json): nothing is drawn into it
+                self._live = Live(
+                    self,
+                    console=self.console,
+                    refresh_per_second=4,
+                    transient=True,
+                    redirect_stdout=False,
+                )
                 self._live.start()
             return None
         return LogTicker(lambda: tracker.view().line(), self._log, self.every).start()

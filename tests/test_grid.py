@@ -321,7 +321,7 @@ def test_seed_overrides_and_baseline_copies_are_dropped_with_a_note() -> None:
     grid = grid_for(reply).grid
     noise, pca = grid.mappings
     assert [v.overrides for v in noise.variants] == [{"augment.noise": 0.5}]
-    assert "'sigma 1' (it is the baseline's setting)" in noise.rationale
+    assert noise.rationale.startswith("reason 1. Dropped variant 'sigma 1' (it is the baseline")
     assert "its seed override" in noise.rationale and "'again'" in noise.rationale
     # a removal runs once; a flag-style key is read as the config key
     assert [v.overrides for v in pca.variants] == [{"features.pca_components": 0}]
@@ -573,3 +573,23 @@ def test_plan_then_grid_on_the_sample_paper(cli: str, tmp_path: Path) -> None:
     grid = Grid.model_validate_json((tmp_path / "grid.json").read_text("utf-8"))
     assert grid.paper_id.startswith("digitnet") and len(grid.mappings) == 3
     assert textwrap.shorten(grid.plan, 1000).endswith(".author.json")
+
+
+def test_a_label_restating_the_ablation_is_replaced_by_what_the_variant_changes() -> None:
+    """Seen on the embedded model: labels like 'REMOVE PCA projection' or 'Replace PCA
+    projection with 16 principal', cut at the schema's length, beside the ablation's name."""
+    reply = {
+        "mappings": [
+            mapping(
+                1,
+                ("Replace Gaussian noise with sigma 0.5 in training", {"augment.noise": 0.5}),
+                ("sigma 2", {"augment.noise": 2}),
+            ),
+            mapping(2, ("REMOVE PCA projection", {"features.pca_components": 0})),
+            mapping(3, ("", {"model.name": "linear_svm", "model.C": 10})),
+        ]
+    }
+    noise, pca, model = grid_for(reply).grid.mappings
+    assert [v.label for v in noise.variants] == ["noise=0.5", "sigma 2"]
+    assert pca.variants[0].label == "pca_components=0"
+    assert model.variants[0].label == "name=linear_svm C=10"

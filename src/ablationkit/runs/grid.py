@@ -135,7 +135,7 @@ def grid_schema(experiment: Experiment, n: int) -> dict[str, Any]:
                 "items": {
                     "type": "object",
                     "properties": {
-                        "label": {"type": "string", "minLength": 1, "maxLength": 60},
+                        "label": {"type": "string", "minLength": 1, "maxLength": 40},
                         "overrides": overrides,
                     },
                     "required": ["label", "overrides"],
@@ -337,7 +337,7 @@ def _validate(
                 overrides[key] = coerce(knob, raw_value)
             except ValueError as exc:
                 return Unmapped(ablation=ablation.name, reason=f"{key}: {exc}")
-        label = " ".join(str(raw.get("label") or "").split())[:60] or _label(overrides)
+        label = _variant_label(raw.get("label"), overrides)
         if all(same_value(v, experiment.knobs[k].value) for k, v in overrides.items()):
             dropped.append(f"variant {label!r} (it is the baseline's setting)")
             continue
@@ -353,14 +353,27 @@ def _validate(
         return Unmapped(ablation=ablation.name, reason=f"nothing left to run: dropped {why}")
     rationale = reason
     if dropped:
+        if rationale and rationale[-1] not in ".!?":
+            rationale += "."
         rationale = (rationale + " " if rationale else "") + "Dropped " + "; ".join(dropped) + "."
     return AblationMapping(
         ablation=ablation.name, action=ablation.action, variants=variants, rationale=rationale
     )
 
 
-def _label(overrides: dict[str, OverrideValue]) -> str:
-    return " ".join(f"{k}={format_value(v)}" for k, v in overrides.items())[:60] or "variant"
+_ACTION_WORDS = frozenset({"remove", "replace", "add", "ablate", "ablation", "removing"})
+
+
+def _variant_label(given: Any, overrides: dict[str, OverrideValue]) -> str:
+    """The model's label when it names the variant in a few words; else what the variant
+    changes (``pca_components=0``). Small models restate the ablation ("REMOVE PCA
+    projection") or write a sentence, which the results table already shows beside it."""
+    label = " ".join(str(given or "").split())
+    words = label.split()
+    if words and len(words) <= 4 and words[0].lower() not in _ACTION_WORDS:
+        return label
+    text = " ".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in overrides.items())
+    return text[:60] or "variant"
 
 
 def _unique_label(label: str, seen: set[str]) -> str:

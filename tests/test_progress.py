@@ -445,3 +445,28 @@ def test_batch_log_line_has_the_runs_eta_and_the_current_call(tmp_path: Path) ->
     assert "now: local · prompt ~500/2,000 tokens" in line and "(call" not in line
     out = console.file.getvalue()
     assert "planning with local: 2/4 papers" in out and "(done: paper-a)" in out
+
+
+def test_odd_progress_reports_and_a_failing_display_never_fail_the_call() -> None:
+    """A server's malformed ``prompt_progress`` is ignored; a display that raises is logged,
+    and the model call goes on."""
+    from ablationkit.lm.progress import report_chunk
+
+    recorder = Recorder()
+    with listening(recorder):
+        for odd in ({"total": "many"}, {"processed": 3}, [1, 2], {"total": -1, "processed": 0}):
+            report_chunk({"prompt_progress": odd, "choices": []})
+        report_chunk({"prompt_progress": {"total": 10, "processed": 99, "cache": 50}})
+        report_chunk({"choices": [{"delta": {"content": "tok"}}, None]})
+    assert recorder.events == [PromptProgress(total=10, cached=10, processed=10, ms=0.0), "tok"]
+
+    class Broken:
+        def prompt(self, event: PromptProgress) -> None:
+            raise RuntimeError("display broke")
+
+        def token(self, piece: str) -> None:
+            raise RuntimeError("display broke")
+
+    with listening(Broken()):
+        report_chunk({"prompt_progress": {"total": 10, "processed": 0}, "choices": []})
+    report_chunk({"choices": [{"delta": {"content": "nobody listens"}}]})

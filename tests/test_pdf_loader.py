@@ -358,3 +358,44 @@ def test_line_end_hyphens_join_words_but_keep_compounds(tmp_path: Path) -> None:
     assert "state-of-the-art result" in intro
     assert "- " not in intro and "-\n" not in intro
     assert "\n\n" not in intro  # one paragraph across the page break
+
+
+@pytest.mark.parametrize(
+    ("limitations", "acknowledgements"),
+    [
+        # NeurIPS: unnumbered headings the outline leaves out
+        (("h", "Limitations"), ("h", "Acknowledgments and Disclosure of Funding")),
+        # a run-in heading opening its paragraph
+        (("h", "Limitations"), ("p", "Acknowledgements. We thank the widget makers.")),
+    ],
+)
+def test_unnumbered_back_matter_outside_the_outline_is_not_experiments(
+    tmp_path: Path, limitations: tuple[str, str], acknowledgements: tuple[str, str]
+) -> None:
+    pages = [
+        [
+            ("title", "Sparse Widgets for Fast Inference"),
+            ("p", "Abstract. We propose sparse widgets. They are fast."),
+            ("h", "1 Introduction"),
+            ("p", "Widgets matter. " + BODY),
+            ("h", "2 Method"),
+            ("p", "Our method has an encoder. " + BODY),
+            ("h", "3 Experiments"),
+            ("p", "We evaluate on three datasets. " + BODY),
+            limitations,
+            ("p", "Widgets are small and slow to build."),
+        ],
+        [
+            acknowledgements,
+            *([("p", "We thank the widget makers.")] * (acknowledgements[0] == "h")),
+        ],
+    ]
+    toc = [[1, "1 Introduction", 1], [1, "2 Method", 1], [1, "3 Experiments", 1]]
+    paper = _paper_of(tmp_path, pages, toc)
+    experiments = _section(paper, "Experiments")
+    assert experiments.role == "experiments"
+    assert "small and slow" not in experiments.text and "We thank" not in experiments.text
+    roles = {s.title: s.role for s in paper.walk()}
+    assert roles["Limitations"] == "conclusion"
+    assert [r for t, r in roles.items() if t.startswith("Acknowledg")] == ["other"]
+    assert "We thank the widget makers." in paper.to_markdown()

@@ -83,10 +83,18 @@ _FIGURE_TOKEN = re.compile(
 # "1 . Introduction": the outline of some PDFs keeps the number's period apart from it.
 _SPACED_NUMBER = re.compile(r"^((?:\d{1,2}(?:\.\d{1,2})*)|[A-Z]|[IVXLC]{1,6})\s+([.:)])\s+")
 _DIVIDER = re.compile(r"(appendix|appendices|supplementary|supplemental)( materials?)?")
+# Headings an outline leaves out (LaTeX's starred sections: NeurIPS's "Limitations" and
+# "Acknowledgments and Disclosure of Funding"): left as paragraphs, they and their text would
+# join the section before them, often the experiments.
 _UNNUMBERED_HEADINGS = re.compile(
-    r"^(abstract|acknowledge?ments?|references|bibliography|appendix|appendices|"
-    r"supplementary material)$",
+    r"^(abstract|acknowledge?ments?(?: and disclosure of funding)?|references|bibliography|"
+    r"appendix|appendices|supplementary material|limitations|broader impacts?|"
+    r"societal impacts?|ethics statement|reproducibility statement)$",
     re.I,
+)
+# "Acknowledgements. We thank ...": a run-in heading opening its paragraph
+_RUN_IN_ACKNOWLEDGEMENTS = re.compile(
+    r"^(acknowledge?ments?(?: and disclosure of funding)?)[.:]\s+(?=\S)", re.I
 )
 
 
@@ -479,8 +487,13 @@ def _items_from_toc(
             skip_until = index + used
             continue
         text = clean_pdf_text(block.text, vocabulary)
+        run_in = _RUN_IN_ACKNOWLEDGEMENTS.match(text)
         if _UNNUMBERED_HEADINGS.match(text.rstrip(":")):
             items.append(Heading(title=text.rstrip(":").title() if text.isupper() else text))
+        elif run_in:
+            title = run_in.group(1)
+            items.append(Heading(title=title.title() if title.isupper() else title))
+            items.append(Paragraph(text[run_in.end() :]))
         elif not _figure_labels(text):
             items.append(Paragraph(text))
     return items

@@ -470,3 +470,22 @@ def test_odd_progress_reports_and_a_failing_display_never_fail_the_call() -> Non
     with listening(Broken()):
         report_chunk({"prompt_progress": {"total": 10, "processed": 0}, "choices": []})
     report_chunk({"choices": [{"delta": {"content": "nobody listens"}}]})
+
+
+@pytest.mark.parametrize("transport", ["auto", "sdk"])
+def test_each_streamed_piece_is_reported_once(transport: str) -> None:
+    """Both HTTP paths (the thin client for plain-http servers, the openai SDK) hand every
+    streamed piece to the listener exactly once: counted twice, the generation rate and its
+    ETA would be twice the truth."""
+    from ablationkit.testing import FakeLLMServer
+
+    text = "The gate matters because it selects frames."
+    recorder = Recorder()
+    with (
+        FakeLLMServer(default=text) as server,
+        LMClient(cache=False, transport=transport) as lm,
+        listening(recorder),
+    ):
+        reply = lm.complete("hi", model="m", api_base=server.url, on_token=lambda _: None)
+    assert reply.text == text
+    assert "".join(e for e in recorder.events if isinstance(e, str)) == text

@@ -547,7 +547,6 @@ class _StreamedReply:
         event is final, as the SDK's stream raises it (an ``APIError``)."""
         if not isinstance(chunk, dict):
             return False
-        progress.report_chunk(chunk)  # to whoever shows this call's progress, if anyone
         if chunk.get("error") is not None or event == "error":
             error = chunk.get("error")
             text = error.get("message") if isinstance(error, dict) else None

@@ -593,3 +593,31 @@ def test_a_label_restating_the_ablation_is_replaced_by_what_the_variant_changes(
     assert [v.label for v in noise.variants] == ["noise=0.5", "sigma 2"]
     assert pca.variants[0].label == "pca_components=0"
     assert model.variants[0].label == "name=linear_svm C=10"
+
+
+def test_a_yaml_alias_bomb_config_is_refused_quickly(tmp_path: Path) -> None:
+    """Nine levels of anchors, each listing the previous ten times: loading shares the nodes,
+    but walking every leaf would take 10^9 steps."""
+    lines = ["a0: &a0 {x: 1, y: 2}"]
+    for i in range(1, 10):
+        refs = ", ".join(f"k{j}: *a{i - 1}" for j in range(10))
+        lines.append(f"a{i}: &a{i} {{{refs}}}")
+    (tmp_path / "config.yaml").write_text("\n".join(lines) + "\n", "utf-8")
+    with pytest.raises(AblationKitError, match="more than 2000 keys: too many to map"):
+        discover(tmp_path)
+
+
+def test_an_overlong_value_from_the_model_is_not_a_setting() -> None:
+    reply = {
+        "mappings": [
+            mapping(1, ("long", {"x" * 5000: 1})),
+            mapping(3, ("long", {"model.name": "x" * 5000})),
+        ]
+    }
+    reasons = {u.ablation: u.reason for u in grid_for(reply).grid.unmapped}
+    assert reasons["Linear classifier"] == (
+        "model.name: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... is longer "
+        "than 500 characters"
+    )
+    assert "which is not a setting of conf/config.yaml" in reasons["Noise level"]
+    assert len(reasons["Noise level"]) < 200

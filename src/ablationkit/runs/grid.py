@@ -34,6 +34,7 @@ from ablationkit.schema import Ablation, Action, Plan, Usage
 # constrained grammar of a local model grows too large, and validation here does the work.
 SCHEMA_KNOB_LIMIT = 60
 MAX_VARIANTS = 8
+MAX_VALUE_CHARS = 500  # a setting's value, not a document
 
 
 class GridError(AblationKitError):
@@ -164,6 +165,8 @@ def coerce(knob: Knob, value: Any) -> OverrideValue:
         raise ValueError("a nested object is not a value")
     if value is None:
         return None
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        raise ValueError(f"{_shown(value)} is longer than {MAX_VALUE_CHARS} characters")
     default = knob.value
     if isinstance(value, list):
         if isinstance(default, list) or default is None:
@@ -172,7 +175,8 @@ def coerce(knob: Knob, value: Any) -> OverrideValue:
     if knob.choices:
         text = format_value(value)
         if text not in knob.choices:
-            raise ValueError(f"{text!r} is not one of its options ({', '.join(knob.choices)})")
+            options = ", ".join(knob.choices)
+            raise ValueError(f"{_shown(text)} is not one of its options ({options})")
         return text
     if knob.flag or isinstance(default, bool):
         if isinstance(value, bool):
@@ -181,20 +185,26 @@ def coerce(knob: Knob, value: Any) -> OverrideValue:
             return _TRUTH[value.strip().lower()]
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise ValueError(f"{value!r} is not true or false")
+        raise ValueError(f"{_shown(value)} is not true or false")
     if isinstance(default, (int, float)):
         number = value
         if isinstance(value, str):
             try:
                 number = float(value.strip())
             except ValueError:
-                raise ValueError(f"{value!r} is not a number") from None
+                raise ValueError(f"{_shown(value)} is not a number") from None
         if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise ValueError(f"{value!r} is not a number")
+            raise ValueError(f"{_shown(value)} is not a number")
         if isinstance(default, int) and float(number).is_integer():
             return int(number)
         return float(number) if isinstance(number, float) else number
     return value if isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _shown(value: Any) -> str:
+    """A model's value in a message: quoted, and cut (a reason is one short line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _TRUTH = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
@@ -230,7 +240,7 @@ def _overrides_of(raw: Any) -> dict[str, Any]:
                 key, _, text = item.partition("=")
                 pairs[key] = text
             else:
-                raise ValueError(f"override {item!r} is not key=value")
+                raise ValueError(f"override {_shown(item)} is not key=value")
         return pairs
     raise ValueError("its overrides are not an object of key: value")
 
@@ -273,8 +283,8 @@ def parse_mapping_reply(
             raise ReplyParseError("a mapping is not a JSON object")
         index = _index_of(item.get("ablation", position + 1), plan)
         if index is None:
-            named = item.get("ablation")
-            notes.append(f"a mapping for ablation {named!r}, which is not in the plan: ignored")
+            named = _shown(item.get("ablation"))
+            notes.append(f"a mapping for ablation {named}, which is not in the plan: ignored")
         elif index in items:
             notes.append(f"a second mapping for ablation {index + 1}: ignored")
         else:
@@ -327,7 +337,7 @@ def _validate(
             if knob is None:
                 return Unmapped(
                     ablation=ablation.name,
-                    reason=f"the model used {raw_key!r}, which is not a setting of "
+                    reason=f"the model used {_shown(raw_key)}, which is not a setting of "
                     f"{experiment.source()}",
                 )
             if key == experiment.seed_key:

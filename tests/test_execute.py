@@ -241,6 +241,14 @@ def test_a_command_without_overrides_is_refused(tmp_path: Path) -> None:
         execute(make_grid(), "python train.py", project=make_project(tmp_path))
 
 
+def test_simple_commands_are_told_from_compound_ones() -> None:
+    from ablationkit.runs.execute import is_simple
+
+    assert is_simple("python train.py 'a=1; b' \"x|y\" $HOME")
+    for line in ("a && b", "a; b", "a | b", "a > log", "(a)", "X=1 python t.py", "a\nb", "'a"):
+        assert not is_simple(line), line
+
+
 def test_metrics_parsing_keeps_finite_numbers_of_the_last_object_line() -> None:
     text = '{"a": 1}\nnoise\n{"acc": 0.5, "ok": true, "nan": NaN, "s": "x", "d": {"e": 2}}\n'
     parsed = metrics_from_text(text)
@@ -368,14 +376,15 @@ def test_killed_execute_resumes_without_redoing_finished_runs(cli: str, tmp_path
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_killed_execute_takes_its_runs_down_with_it(cli: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cmd", [CMD, f"true && {CMD}"], ids=["simple", "compound"])
+def test_a_killed_execute_takes_its_runs_down_with_it(cli: str, tmp_path: Path, cmd: str) -> None:
     """SIGKILL of execute ends the run's script too, not only the shell between them: an
     orphan would go on writing and compete with the rerun's attempt."""
     project = make_project(tmp_path)
     grid = make_grid(seeds=(0,), lrs=(), baseline={"sleep": 60})
     path = write_grid(project, grid)
     proc = subprocess.Popen(
-        [cli, "execute", str(path), "--cmd", CMD],
+        [cli, "execute", str(path), "--cmd", cmd],
         cwd=project,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from test_execute import (
     CMD,
     check_sample_results,
     counts,
+    gone,
     make_grid,
     make_project,
     sample_to_grid,
@@ -119,3 +122,45 @@ def test_sample_plan_grid_execute_on_ray_results(cli: str, tmp_path: Path) -> No
     result = read_result(project / "runs", "baseline--seed0")
     assert result is not None and result.backend == "ray"
     check_sample_results(cli, project, grid_file)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cmd", [CMD, f"true && {CMD}"], ids=["simple", "compound"])
+def test_sigterm_to_execute_on_ray_ends_the_runs_it_started(
+    cli: str, tmp_path: Path, cmd: str
+) -> None:
+    """Ray puts its own SIGTERM handler in the driver and kills its workers' children with
+    SIGKILL: the runs' scripts must still end, not live on as orphans."""
+    require_ray()
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,), lrs=(0.5,), baseline={"sleep": 120})
+    path = write_grid(project, grid)
+    proc = subprocess.Popen(
+        [cli, "execute", str(path), "--cmd", cmd, "--ray", "--jobs", "2"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "runs did not start"
+            time.sleep(0.1)
+            files = list(project.glob("pid-*"))
+            pids = [int(f.read_text()) for f in files if f.read_text()]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "interrupted; the runs under way were ended" in err
+        deadline = time.monotonic() + 15
+        while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(gone(pid) for pid in pids), "a run's script outlived execute --ray"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in pids:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)

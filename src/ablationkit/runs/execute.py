@@ -264,15 +264,38 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _guarded(command: str) -> str:
-    """The user's shell line, run so that a SIGTERM to its shell ends the whole run.
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
-    The death signal (``PR_SET_PDEATHSIG``) reaches only the shell we start; the script it
-    runs would live on as an orphan. So the line runs in a subshell in the background, the
-    shell waits for it, and a SIGTERM to the shell (ours, on timeout or when ``execute`` dies)
-    is passed to the run's whole process group. Newlines around the line keep a trailing
-    ``# comment`` in it from hiding the closing parenthesis.
+
+def is_simple(command: str) -> bool:
+    """Whether ``command`` is one simple command (``python train.py a=1``): no lists, pipes,
+    redirections, subshells or leading ``VAR=value`` (quoted characters do not count)."""
+    if "\n" in command:
+        return False
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:  # unbalanced quotes: let the shell say so
+        return False
+    if not tokens or _ASSIGNMENT.match(tokens[0]):
+        return False
+    return not any(token and set(token) <= set("();<>|&") for token in tokens)
+
+
+def _guarded(command: str) -> str:
+    """The user's shell line, run so that its script dies with ``execute``.
+
+    The death signal (``PR_SET_PDEATHSIG``) reaches only the process we start, and Ray kills a
+    dead worker's children with SIGKILL: a shell between us and the script would die and leave
+    the script running as an orphan. A simple command is therefore ``exec``-ed (the script
+    *is* the process we started). A compound line runs in a background subshell the shell waits
+    for, and a SIGTERM to the shell (on timeout, or when ``execute`` dies) is passed to the
+    run's whole process group; only a SIGKILL of that shell can orphan it. Newlines around the
+    line keep a trailing ``# comment`` from hiding the closing parenthesis.
     """
+    if is_simple(command):
+        return f"exec {command}"
     return f"trap 'trap - TERM; kill -TERM 0' TERM\n(\n{command}\n) &\nwait $!\n"
 
 
@@ -325,14 +348,15 @@ class Attempt:
             return True
         return False
 
-    def wait(self) -> None:
-        """Block until the run ends or its time is up."""
-        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        try:
-            self.proc.wait(remaining)
-        except subprocess.TimeoutExpired:
-            self.timed_out = True
-            _kill_group(self.proc)
+    def wait(self, poll_seconds: float = 0.1) -> None:
+        """Block until the run ends or its time is up.
+
+        Polled rather than one blocking ``waitpid``: a Ray cancel arrives as an exception
+        raised in this thread, and Python can only raise it between two steps, never inside
+        a wait that lasts as long as the run.
+        """
+        while not self.poll():
+            time.sleep(poll_seconds)
 
     def kill(self) -> None:
         _kill_group(self.proc)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 
 from ablationkit.errors import AblationKitError
 from ablationkit.runs.execute import (
+    KILL_GRACE,
     STDERR,
     STDOUT,
     Attempt,
@@ -106,6 +109,20 @@ def _task_failed(spec: RunSpec, error: BaseException) -> Captured:
     )
 
 
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    """Cancel tasks so that their runs end: a running task gets KeyboardInterrupt and ends
+    its run's process group (``run_task``); what has not ended after a grace period, or had
+    not started, is then force-cancelled."""
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=False)
+    with contextlib.suppress(Exception):
+        ray.wait(refs, num_returns=len(refs), timeout=KILL_GRACE + 5)
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
+
+
 def run_on_ray(
     specs: Sequence[tuple[RunSpec, Path]],
     options: RayOptions,
@@ -126,6 +143,7 @@ def run_on_ray(
             init["runtime_env"] = _runtime_env(specs)
         elif options.num_cpus is not None:
             init["num_cpus"] = options.num_cpus
+        handler = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(**init)
         except Exception as exc:
@@ -133,6 +151,10 @@ def run_on_ray(
             detail = " ".join(str(exc).split())[:300]
             raise AblationKitError(f"could not start Ray on {where}: {detail}") from None
         started_here = True
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            # Ray's own SIGTERM handler ends the driver on the spot, and the cluster then
+            # SIGKILLs its workers: ours (the CLI's) cancels the runs first, below.
+            signal.signal(signal.SIGTERM, handler)
     try:
         task = ray.remote(run_task).options(
             num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_retries=0
@@ -153,9 +175,8 @@ def run_on_ray(
                         captured = _task_failed(spec, exc)
                     finished(record_run(spec, run_dir, captured, "ray"))
         finally:
-            for ref in pending:  # interrupted: cancel the rest (their processes end too)
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+            if pending:  # interrupted: end the runs under way, then drop the rest
+                _cancel(ray, list(pending))
     finally:
         if started_here:
             with contextlib.suppress(Exception):

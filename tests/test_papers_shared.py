@@ -116,7 +116,7 @@ def test_pdf_words_broken_at_line_ends_are_mended_as_the_latex_writes_them(
 ) -> None:
     """The PDF's hyphenated line ends, against the LaTeX source's words: no compound joined
     ("scikitlearn", "state-of-theart", "modelfree"), no word left in two ("asso ciated",
-    "CIFAR- 10"), no control character."""
+    "CIFAR- 10", a paragraph ending "For CIFAR-"), no control character."""
     pdf = load_paper(project / "paper.pdf").to_markdown()
     tex = load_paper(project).to_markdown()
     tex_words = set(_WORD.findall(tex.lower()))
@@ -131,4 +131,5 @@ def test_pdf_words_broken_at_line_ends_are_mended_as_the_latex_writes_them(
     ]
     assert not split
     assert not re.findall(r"\w[-\u2010] \w", pdf)  # within a paragraph
+    assert not re.findall(r"\w[-\u2010]\n", pdf)  # "For CIFAR-" before a figure and a table
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", pdf)

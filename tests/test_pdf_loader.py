@@ -399,3 +399,53 @@ def test_unnumbered_back_matter_outside_the_outline_is_not_experiments(
     assert roles["Limitations"] == "conclusion"
     assert [r for t, r in roles.items() if t.startswith("Acknowledg")] == ["other"]
     assert "We thank the widget makers." in paper.to_markdown()
+
+
+def test_a_broken_word_goes_on_after_the_floats_between(tmp_path: Path) -> None:
+    """The column ends in "For CIFAR-"; a figure caption and a table come first in the text,
+    then "10, ensembles ..." (seen on the shared iSklearn PDF)."""
+    pages = [
+        [
+            ("title", "Sparse Widgets for Fast Inference"),
+            ("p", "Abstract. We propose sparse widgets. They are fast."),
+            ("h", "1 Introduction"),
+            ("p", "Widgets matter. " + BODY + "The widgets are then con-"),
+        ],
+        [
+            ("p", "Figure 1: Widgets at work on three datasets."),
+            ("p", "Method Accuracy Speed"),
+            ("p", "Ours 91.2 3.4"),
+            ("p", "sidered here, and this sentence goes on for a while after the figure."),
+            ("p", "A new paragraph starts here and it goes on for a while too."),
+            ("h", "2 Method"),
+        ],
+    ]
+    paper = _paper_of(tmp_path, pages, [[1, "1 Introduction", 1], [1, "2 Method", 2]])
+    paragraphs = _section(paper, "Introduction").text.split("\n\n")
+    assert paragraphs[0].endswith(
+        "then considered here, and this sentence goes on for a while after the figure."
+    )
+    assert paragraphs[1:] == [
+        "Figure 1: Widgets at work on three datasets.",
+        "Method Accuracy Speed",
+        "Ours 91.2 3.4",
+        "A new paragraph starts here and it goes on for a while too.",
+    ]
+
+
+def test_a_broken_word_does_not_reach_past_prose(tmp_path: Path) -> None:
+    pages = [
+        [
+            ("title", "Sparse Widgets for Fast Inference"),
+            ("p", "Abstract. We propose sparse widgets. They are fast."),
+            ("h", "1 Introduction"),
+            ("p", "Widgets matter. " + BODY + "The widgets are then con-"),
+        ],
+        [
+            ("p", "A new paragraph starts here and it goes on for a while too."),
+            ("p", "sidered here, and this sentence goes on for a while after the figure."),
+            ("h", "2 Method"),
+        ],
+    ]
+    paper = _paper_of(tmp_path, pages, [[1, "1 Introduction", 1], [1, "2 Method", 2]])
+    assert len(_section(paper, "Introduction").text.split("\n\n")) == 3

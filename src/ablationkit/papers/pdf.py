@@ -222,20 +222,54 @@ def _mend(first: str, hyphen: str, second: str, vocabulary: _Vocabulary) -> str:
 
 def _merge_broken_paragraphs(items: list[Item], vocabulary: _Vocabulary) -> list[Item]:
     """A paragraph that ends in a broken word ("... to en-") goes on in the next one (the
-    next column or page: "sure that ..."): one paragraph, the word mended."""
-    merged: list[Item] = []
-    for item in items:
-        previous = merged[-1] if merged else None
-        if isinstance(item, Paragraph) and isinstance(previous, Paragraph):
-            tail = previous.text.endswith(_HYPHENS) and _TRAILING_BREAK.search(previous.text)
-            head = _LEADING_WORD.match(item.text)
-            if tail and head:
+    next column or page: "sure that ..."): one paragraph, the word mended. Floats may come
+    between in the text (a figure's caption, a table's cells at the top of the next column):
+    the continuation is then the first paragraph of prose after them that starts in lower
+    case or with a digit, before any heading or other prose."""
+    items = list(items)
+    index = 0
+    while index < len(items):
+        broken = items[index]
+        if isinstance(broken, Paragraph) and broken.text.endswith(_HYPHENS):
+            tail = _TRAILING_BREAK.search(broken.text)
+            found = _continuation(items, index + 1) if tail else None
+            if tail and found is not None:
+                after, rest, head = found
+                del items[after]
                 word = _mend(tail.group(1), tail.group(2), head.group(), vocabulary)
-                text = previous.text[: tail.start()] + word + item.text[head.end() :]
-                merged[-1] = Paragraph(text)
-                continue
-        merged.append(item)
-    return merged
+                items[index] = Paragraph(
+                    broken.text[: tail.start()] + word + rest.text[head.end() :]
+                )
+                continue  # it may end in a broken word again
+        index += 1
+    return items
+
+
+_CAPTION = re.compile(r"^(fig\.|figure|tab\.|table|algorithm)\s*[\dIVXLC]", re.I)
+_MAX_FLOATS = 12  # items of floats looked past
+
+
+def _continuation(items: list[Item], start: int) -> tuple[int, Paragraph, re.Match[str]] | None:
+    """Where the paragraph broken before ``start`` goes on: the next item if it starts in
+    lower case or with a digit, else the first such paragraph of prose after floats only."""
+    for index in range(start, min(len(items), start + _MAX_FLOATS)):
+        item = items[index]
+        if not isinstance(item, Paragraph):
+            return None
+        head = _LEADING_WORD.match(item.text)
+        if head and (index == start or _prose(item.text)):
+            return index, item, head
+        if _prose(item.text) and not _CAPTION.match(item.text):
+            return None  # another paragraph of the text: the broken one does not go on
+    return None
+
+
+def _prose(text: str) -> bool:
+    """Sentences, as opposed to a caption's label or a table's cells: six words or more,
+    mostly lower-case words, ending like a sentence."""
+    words = text.split()
+    lower = sum(w.isalpha() and w.islower() for w in words)
+    return len(words) >= 6 and lower * 2 >= len(words) and text.rstrip()[-1:] in ".!?:;"
 
 
 def _figure_labels(text: str) -> bool:

@@ -621,3 +621,14 @@ def test_an_overlong_value_from_the_model_is_not_a_setting() -> None:
     )
     assert "which is not a setting of conf/config.yaml" in reasons["Noise level"]
     assert len(reasons["Noise level"]) < 200
+
+
+def test_a_list_of_values_for_one_setting_becomes_one_variant_per_value() -> None:
+    """A REPLACE written as one variant whose setting holds all the values."""
+    reply = {"mappings": [mapping(1, ("sigmas", {"augment.noise": [0.5, "2", 1.0]}))]}
+    (noise,) = grid_for(reply).grid.mappings
+    assert [(v.label, v.overrides) for v in noise.variants] == [
+        ("noise=0.5", {"augment.noise": 0.5}),
+        ("noise=2.0", {"augment.noise": 2.0}),
+    ]
+    assert "'noise=1.0' (it is the baseline's setting)" in noise.rationale

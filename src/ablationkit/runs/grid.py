@@ -323,7 +323,7 @@ def _validate(
     variants: list[Variant] = []
     dropped: list[str] = []
     labels: set[str] = set()
-    for raw in variants_raw[:MAX_VARIANTS]:
+    for raw in _split_value_lists(variants_raw, experiment)[:MAX_VARIANTS]:
         if not isinstance(raw, dict):
             return Unmapped(ablation=ablation.name, reason="a variant is not a JSON object")
         try:
@@ -369,6 +369,24 @@ def _validate(
     return AblationMapping(
         ablation=ablation.name, action=ablation.action, variants=variants, rationale=rationale
     )
+
+
+def _split_value_lists(variants: list[Any], experiment: Experiment) -> list[Any]:
+    """A variant whose one setting holds a list of values for a knob that takes one value
+    (``{"augment.noise": [0.5, 2]}``: a REPLACE written in one variant) as one variant per
+    value; anything else as it is (validation judges it)."""
+    out: list[Any] = []
+    for raw in variants:
+        overrides = raw.get("overrides") if isinstance(raw, dict) else None
+        if isinstance(overrides, dict) and len(overrides) == 1:
+            ((key, value),) = overrides.items()
+            knob = experiment.knobs.get(_normal_key(str(key)))
+            scalar = knob is not None and not isinstance(knob.value, (list, type(None)))
+            if isinstance(value, list) and scalar:
+                out.extend({"overrides": {key: item}} for item in value)
+                continue
+        out.append(raw)
+    return out
 
 
 _ACTION_WORDS = frozenset({"remove", "replace", "add", "ablate", "ablation", "removing"})

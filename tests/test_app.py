@@ -229,3 +229,12 @@ def test_plan_shows_progress_from_the_start_and_while_the_model_is_silent(
     assert before[0]["prompt_total"] > 0 and before[0]["phase"] == "waiting"
     assert "waiting for the first token" in before[0]["text"] and "elapsed" in before[0]["text"]
     assert kinds[-1] == "plan" and "progress" not in kinds[kinds.index("plan") :]
+
+
+def test_page_asks_for_results_only_when_the_app_has_some(app: AppServer) -> None:
+    """An app started without ``--results`` says so in /api/config, and the page then never
+    asks /api/results: its 404 was a console error on every plan (tests/test_browser.py)."""
+    config = json.loads(urllib.request.urlopen(f"{app.url}/api/config", timeout=30).read())
+    assert config["results"] is False
+    page = urllib.request.urlopen(f"{app.url}/", timeout=30).read().decode("utf-8")
+    assert "if (config && config.results) showResults(" in page

@@ -48,6 +48,9 @@ def page_routes(settings: AppSettings) -> APIRouter:
             "k": settings.k,
             "max_upload_mb": settings.max_upload_mb,
             "suffixes": [*PAPER_SUFFIXES, ".zip", ".tar.gz"],
+            # whether to ask /api/results at all: its 404 for a paper without results is a
+            # console error in every browser, on every plan of an app started without them
+            "results": bool(settings.results),
         }
 
     return router

@@ -201,3 +201,21 @@ def test_cli_results_on_a_grid_that_is_not_json_is_one_line_exit_2(
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: grid.json: not valid JSON")
+
+
+def test_a_file_where_a_run_folder_should_be_is_one_line(tmp_path: Path) -> None:
+    project = project_with(tmp_path)
+    (project / "runs").mkdir()
+    (project / "runs" / "a--v--seed0").write_text("not a folder")
+    with pytest.raises(FormatError, match=r"run folder 'a--v--seed0': not a directory"):
+        execute(one_run_grid({"lr": 1}), CMD, project=project)
+
+
+def test_a_lock_file_linking_out_is_refused_not_followed(tmp_path: Path) -> None:
+    project = project_with(tmp_path)
+    (project / "runs").mkdir()
+    target = tmp_path / "elsewhere.txt"
+    (project / "runs" / ".execute.lock").symlink_to(target)
+    with pytest.raises(FormatError, match=r"\.execute\.lock: a symbolic link"):
+        execute(one_run_grid({"lr": 1}), CMD, project=project)
+    assert not target.exists()

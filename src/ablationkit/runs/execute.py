@@ -570,8 +570,8 @@ def _prepare_run_dir(runs_dir: Path, run: GridRun) -> Path:
     if reason or "/" in run.run_id or run.run_id in {".", ".."}:
         raise FormatError(f"run id {run.run_id!r}: not a plain name; refused", where=runs_dir)
     run_dir = runs_dir / run.run_id
-    if not run_dir.is_symlink():
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if not run_dir.is_symlink() and not run_dir.exists():
+        run_dir.mkdir(parents=True)
     require_inside(runs_dir, run_dir, what=f"run folder {run.run_id}")
     if not run_dir.is_dir():
         raise FormatError(f"run folder {run.run_id!r}: not a directory", where=runs_dir)
@@ -669,7 +669,13 @@ def _exclusive(runs_root: Path) -> Iterator[None]:
     race the first on their files. An advisory lock, so a killed ``execute`` frees it at once."""
     import fcntl
 
-    handle = open(runs_root / LOCK, "a+")  # noqa: SIM115 - held for the whole run
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(runs_root / LOCK, flags, 0o644)
+    except OSError as exc:
+        why = "a symbolic link; refused" if (runs_root / LOCK).is_symlink() else exc.strerror
+        raise FormatError(f"{LOCK}: {why}", where=runs_root) from None
+    handle = os.fdopen(fd, "r+")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -632,3 +632,18 @@ def test_a_list_of_values_for_one_setting_becomes_one_variant_per_value() -> Non
         ("noise=2.0", {"augment.noise": 2.0}),
     ]
     assert "'noise=1.0' (it is the baseline's setting)" in noise.rationale
+
+
+def test_grid_export_warns_of_an_edited_key_that_is_not_a_setting(
+    cli: str, sample_grid: Grid, tmp_path: Path
+) -> None:
+    edited = sample_grid.model_copy(deep=True)
+    edited.mappings[0].variants[0].overrides = {"augment.nosie": 0.5}
+    save_grid(edited, tmp_path / "grid.json")
+    result = run_cli(cli, ["grid-export", "grid.json", "--format", "shell"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: grid.json: Noise level / sigma 0.5: 'augment.nosie' is not a setting of "
+        "the project"
+    ]
+    assert "augment.nosie=0.5 seed=0" in result.stdout

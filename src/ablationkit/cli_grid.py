@@ -214,9 +214,13 @@ def grid_export(
     from ablationkit.cli import _user_errors, _write_stdout
     from ablationkit.runs.execute import load_grid
     from ablationkit.runs.exports import export_grid
+    from ablationkit.runs.grid import check_grid
 
     with _user_errors():
         loaded = load_grid(grid_path)
+        # an edited file: a mistyped key is exported as written, but said here first
+        for problem in check_grid(loaded):
+            typer.echo(f"warning: {grid_path}: {problem}", err=True)
         if out is None:
             _write_stdout(export_grid(loaded, fmt, grid_path=grid_path, command=command))
             return

@@ -162,17 +162,13 @@ class _Vocabulary:
         text = _BROKEN_WORD.sub(" ", _plain_characters("\n".join(texts))).rstrip()
         if text.endswith(_HYPHENS) and (end := _TRAILING_BREAK.search(text, len(text) - 100)):
             text = text[: end.start()]  # broken at the very end
-        words: set[str] = set()
-        parts: set[str] = set()
-        pairs: set[str] = set()
-        for token in _TOKEN.findall(text.lower()):
-            if "-" in token:
-                split = token.split("-")
-                parts.update(split)
-                pairs.update(f"{a}-{b}" for a, b in itertools.pairwise(split))
-            else:
-                words.add(token)
-        return cls(frozenset(words), frozenset(parts), frozenset(pairs))
+        tokens = set(_TOKEN.findall(text.lower()))
+        compounds = [t.split("-") for t in tokens if "-" in t]
+        return cls(
+            frozenset(t for t in tokens if "-" not in t),
+            frozenset(part for split in compounds for part in split),
+            frozenset(f"{a}-{b}" for split in compounds for a, b in itertools.pairwise(split)),
+        )
 
     def is_word(self, word: str) -> bool:
         """``word`` stands on its own in the paper, maybe with an ending ("valued": "value")."""

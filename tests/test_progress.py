@@ -156,8 +156,11 @@ def test_prompt_estimate_between_reports_then_the_servers_figures(tmp_path: Path
     late = tracker.view()
     assert 2048 < late.prompt_done < 6257 and not late.prompt_exact
     assert late.prompt_rate is not None and late.prompt_rate < 51.2 and not late.prompt_rate_exact
-    # its ETA: as long again as the wait since the last report, then the reply
-    assert late.eta == pytest.approx(100 + 500 / 10, abs=1)
+    assert "< 20.5 tok/s" in late.line()  # no report for 100 s: slower than 2,048 in 100 s
+    # its ETA: this batch (2,048 tokens, learnt from the reports) in as long again as the
+    # wait since the last report, the rest at the rate that implies, then the reply
+    assert late.eta == pytest.approx(100 + (6257 - 4096) * 200 / 2048 + 500 / 10, abs=1)
+    assert late.prompt_done < 4096  # never past the server's next report
     clock.now += 100
     later = tracker.view()
     assert late.prompt_done < later.prompt_done < 6257

@@ -127,6 +127,7 @@ class ProgressView:
     prompt_exact: bool
     prompt_rate: float | None
     prompt_rate_exact: bool
+    prompt_rate_is_bound: bool  # slower than this: no report came when it said one would
     generated: int
     generation_rate: float | None
     generation_rate_exact: bool
@@ -153,7 +154,9 @@ class ProgressView:
         else:
             done = f"{'' if self.prompt_exact else '~'}{self.prompt_done:,}"
             parts.append(f"prompt {done}/{self.prompt_total:,} tokens")
-            if self.prompt_rate:
+            if self.prompt_rate and self.prompt_rate_is_bound:
+                parts.append(f"< {self.prompt_rate:.1f} tok/s")
+            elif self.prompt_rate:
                 parts.append(_rate(self.prompt_rate, self.prompt_rate_exact))
             if self.phase == "starting":
                 parts.append("starting")
@@ -221,6 +224,7 @@ class PlanTracker:
         self.call = 0
         self.session_prompt: float | None = None  # measured by earlier calls of this tracker
         self.session_generation: float | None = None
+        self.batch: int | None = None  # tokens between two prompt reports, once seen
         self._new_call(0)
 
     @classmethod
@@ -268,6 +272,8 @@ class PlanTracker:
             if self.generated or (last is not None and event.processed < last.processed):
                 self._close_call()  # a new call (a repair, a follow-up, a retry, the next paper)
                 self._new_call(event.total)
+            if last is not None and not event.done and event.processed > last.processed:
+                self.batch = event.processed - last.processed  # the runtime's batch size
             self.reported, self.reported_at = event, self.clock()
             self.prompt_total = event.total
             fresh = event.processed - event.cached
@@ -311,6 +317,8 @@ class PlanTracker:
             now = self.clock()
             prate, prate_exact = self._prompt_rate()
             grate, grate_exact = self._generation_rate()
+            prompt_seconds: float | None = None  # left of the prompt
+            rate_bound = False
             event = self.reported
             total = self.prompt_total
             if self.generated:
@@ -320,20 +328,27 @@ class PlanTracker:
             else:
                 phase, done, exact = "prompt", event.processed, True
                 since = now - self.reported_at
-                left = total - event.processed
+                # the server's next report: after its next batch, or at the end
+                upto = min(total, event.processed + (self.batch or total))
+                left = upto - event.processed
                 if not event.done and prate and since > 0 and left > 0:  # between reports
-                    share = prate * since / left  # of what is left, at the rate we know
+                    share = prate * since / left  # of the batch, at the rate we know
                     if share <= 0.9:
                         guess = event.processed + prate * since
                     else:
-                        # later than that rate says: the estimate slows down and never reaches
-                        # the end before the server does; its ETA is then "as long again"
-                        # as the wait since the last report
+                        # no report yet, so slower than that: the estimate slows down and
+                        # never reaches the report's figure first; its ETA is then "as long
+                        # again" as the wait since the last report; the rate shown is what
+                        # we know of it, an upper bound
                         guess = event.processed + left * (1 - 0.09 / share)
-                        prate, prate_exact = prate * 0.09 / share**2, False
+                        # this batch in as long again, the rest at the rate that implies
+                        prompt_seconds = since + (total - upto) * 2 * since / left
+                        prate, prate_exact, rate_bound = left / since, False, True
                     if int(guess) > done:
                         done, exact = int(guess), False
-            eta, bound = self._eta(phase, total - done, prate, grate)
+            if prompt_seconds is None and prate and total:
+                prompt_seconds = max(total - done, 0) / prate
+            eta, bound = self._eta(phase, prompt_seconds, grate)
             return ProgressView(
                 model=self.model,
                 phase=phase,
@@ -343,6 +358,7 @@ class PlanTracker:
                 prompt_exact=exact,
                 prompt_rate=prate,
                 prompt_rate_exact=prate_exact,
+                prompt_rate_is_bound=rate_bound,
                 generated=self.generated,
                 generation_rate=grate,
                 generation_rate_exact=grate_exact,
@@ -353,7 +369,7 @@ class PlanTracker:
             )
 
     def _eta(
-        self, phase: str, prompt_left: int, prate: float | None, grate: float | None
+        self, phase: str, prompt_seconds: float | None, grate: float | None
     ) -> tuple[float | None, bool]:
         if not grate:
             return None, False
@@ -363,9 +379,9 @@ class PlanTracker:
             if self.max_reply is not None and self.generated < self.max_reply:
                 return (self.max_reply - self.generated) / grate, True
             return None, False
-        if not prate or not self.prompt_total:  # no prompt size yet: no honest ETA
+        if prompt_seconds is None:  # no prompt size or rate yet: no honest ETA
             return None, False
-        return max(prompt_left, 0) / prate + self.expected_reply / grate, False
+        return prompt_seconds + self.expected_reply / grate, False
 
     # -- measurements
     def _close_call(self) -> None:

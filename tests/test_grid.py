@@ -700,3 +700,16 @@ def test_the_embedded_tiny_model_answers_the_grid_schema_and_is_validated() -> N
         for variant in item.variants:
             assert set(variant.overrides) <= set(experiment.knobs) - {"seed"}
     assert result.usage.completion_tokens > 0
+
+
+def test_script_alone_means_its_flags_and_with_a_config_the_run_command(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("seed: 0\nlr: 0.1\n", "utf-8")
+    (tmp_path / "fit.py").write_text(ARGPARSE_SCRIPT, "utf-8")
+    flags = discover(tmp_path, script="fit.py")
+    assert flags.style == "argparse" and "no-aug" in flags.knobs
+    config = discover(tmp_path, config="config.yaml", script="fit.py")
+    assert config.style == "hydra" and set(config.knobs) == {"seed", "lr"}
+    assert config.command == "python fit.py {overrides}"
+    assert discover(tmp_path).command is None  # a config and no train.py: --cmd is needed
+    (tmp_path / "my fit.py").write_text(ARGPARSE_SCRIPT, "utf-8")
+    assert discover(tmp_path, script="my fit.py").command == "python 'my fit.py' {overrides}"

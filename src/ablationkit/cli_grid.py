@@ -45,8 +45,8 @@ def grid(
         str | None,
         typer.Option(
             "--script",
-            help="Its training script, whose --help lists the flags when there is no config "
-            "(default: train.py, main.py, run.py).",
+            help="Vary the flags of this script's --help (default: a config if there is one, "
+            "else the flags of train.py, main.py or run.py); with --config, the run command.",
         ),
     ] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, max=100, help="Seeds per run.")] = 3,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -88,7 +89,7 @@ class Experiment:
     @property
     def command(self) -> str | None:
         """The run command ``execute`` can use as it is, when the script is known."""
-        return f"python {self.script} {{overrides}}" if self.script else None
+        return f"python {shlex.quote(self.script)} {{overrides}}" if self.script else None
 
     def source(self) -> str:
         """Where the knobs came from, for messages."""

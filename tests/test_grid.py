@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -713,3 +714,33 @@ def test_script_alone_means_its_flags_and_with_a_config_the_run_command(tmp_path
     assert discover(tmp_path).command is None  # a config and no train.py: --cmd is needed
     (tmp_path / "my fit.py").write_text(ARGPARSE_SCRIPT, "utf-8")
     assert discover(tmp_path, script="my fit.py").command == "python 'my fit.py' {overrides}"
+
+
+def test_a_hanging_help_is_ended_with_the_children_it_started(tmp_path: Path) -> None:
+    """A --help that starts a child holding its output open: waiting for the output's end
+    would wait for the child too (minutes), so the whole process group is ended."""
+    (tmp_path / "train.py").write_text(
+        "import pathlib, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        "pathlib.Path('child.pid').write_text(str(child.pid))\n"
+        "time.sleep(60)\n",
+        "utf-8",
+    )
+    code = (
+        "import sys; from pathlib import Path; from ablationkit.runs.project import discover\n"
+        "try:\n    discover(Path(sys.argv[1]), help_timeout=1.0)\n"
+        "except Exception as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,  # hang guard: the old code waited for the child's 60 s
+        check=False,
+    )
+    assert "--help did not finish in 1 s" in result.stdout, result.stderr
+    pid = int((tmp_path / "child.pid").read_text("utf-8"))
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # the kill is sent; give the kernel a moment to reap
+            os.kill(pid, 0)
+            time.sleep(0.1)

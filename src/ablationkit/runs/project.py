@@ -16,11 +16,14 @@ The project is the user's own, but the config and script are still looked up ins
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,30 +377,52 @@ def _split_comment(line: str) -> tuple[str, str]:
 
 def run_help(root: Path, script: str, *, timeout: float = 30.0) -> str:
     """``python SCRIPT --help`` in the project folder (it is the user's own code), bounded in
-    time and output; a failure is one line with the end of its stderr."""
-    try:
-        result = subprocess.run(
-            [sys.executable, script, "--help"],
-            cwd=root,
-            capture_output=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-            env={**os.environ, "COLUMNS": "200"},
-        )
-    except subprocess.TimeoutExpired:
-        raise ProjectError(
-            f"python {script} --help did not finish in {timeout:g} s", where=root
-        ) from None
-    except OSError as exc:
-        raise ProjectError(f"cannot run python {script} --help ({exc})", where=root) from None
-    if result.returncode != 0:
-        tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise ProjectError(
-            f"python {script} --help exited with {result.returncode}: {tail[0][:200]}",
-            where=root,
-        )
-    return result.stdout[:MAX_HELP_BYTES].decode("utf-8", "replace")
+    time and output; a failure is one line with the end of its stderr.
+
+    It runs in a session of its own, and on a timeout the whole process group is ended: a
+    script that started a child (a launcher, a data server) must not leave it running.
+    Output goes to unnamed temporary files, so a script that prints without end fills no
+    memory here; only the first ``MAX_HELP_BYTES`` are read.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            process = subprocess.Popen(
+                [sys.executable, script, "--help"],
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "COLUMNS": "200"},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ProjectError(f"cannot run python {script} --help ({exc})", where=root) from None
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_group(process)
+            raise ProjectError(
+                f"python {script} --help did not finish in {timeout:g} s", where=root
+            ) from None
+        _end_group(process)  # children it left behind
+        out.seek(0)
+        text = out.read(MAX_HELP_BYTES).decode("utf-8", "replace")
+        if returncode != 0:
+            err.seek(max(0, err.seek(0, os.SEEK_END) - 4096))
+            lines = err.read().decode("utf-8", "replace").strip().splitlines()
+            raise ProjectError(
+                f"python {script} --help exited with {returncode}: "
+                f"{(lines[-1] if lines else 'no output')[:200]}",
+                where=root,
+            )
+    return text
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill what is left of the process's group (itself and the children it started)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 _OPTION = re.compile(

@@ -744,3 +744,17 @@ def test_a_hanging_help_is_ended_with_the_children_it_started(tmp_path: Path) ->
         for _ in range(50):  # the kill is sent; give the kernel a moment to reap
             os.kill(pid, 0)
             time.sleep(0.1)
+
+
+def test_a_config_path_typed_from_where_the_user_stands_is_found_inside_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "demo"
+    (project / "conf").mkdir(parents=True)
+    (project / "conf" / "exp.yaml").write_text("lr: 0.1\n", "utf-8")
+    (tmp_path / "other.yaml").write_text("lr: 0.1\n", "utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert discover(Path("demo"), config="demo/conf/exp.yaml").config == "conf/exp.yaml"
+    assert discover(Path("demo"), config="conf/exp.yaml").config == "conf/exp.yaml"
+    with pytest.raises(UnsafePathError, match="outside its root"):
+        discover(Path("demo"), config="other.yaml")

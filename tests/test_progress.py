@@ -509,3 +509,19 @@ def test_a_call_is_measured_once_however_often_it_is_closed(tmp_path: Path) -> N
 
     kept = json.loads((tmp_path / "rates.json").read_text())["local"]
     assert kept["prompt"] == [100.0] and kept["generation"] == [pytest.approx(10.0)]
+
+
+def test_the_display_says_where_its_estimated_rates_come_from(tmp_path: Path) -> None:
+    from ablationkit.planner.stream import PlanDisplay
+
+    console = _console(terminal=False)
+    tracker = tracker_for(tmp_path, Clock())
+    tracker.begin(935)
+    with PlanDisplay(console, every=60).tracking(tracker):
+        pass
+    out = console.file.getvalue()
+    assert (
+        "• ETA from calibrated on 2 idle cores, not yet measured here: prompt 50.0 tokens/s, "
+        "generation 10.0 tokens/s\n" in out
+    )
+    assert "progress: local · prompt 0/935 tokens · ~50.0 tok/s · starting · ETA ~1m09s" in out

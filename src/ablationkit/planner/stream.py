@@ -246,7 +246,6 @@ class PlanTracker:
 
     def _new_call(self, prompt_tokens: int) -> None:
         self.call += 1
-        self.call_started = self.clock()
         self.prompt_total = prompt_tokens
         self.reported: PromptProgress | None = None
         self.reported_at = 0.0
@@ -500,13 +499,14 @@ class PlanDisplay:
                 self.console.print(line, style="dim", markup=False, highlight=False)
 
     def note(self, markup: str) -> None:
-        """A stage line (rich markup), on a line of its own, after the reasoning so far."""
+        """A stage line (rich markup), on a line of its own, after the reasoning so far; in a
+        log, one line whatever its length (read with grep, not on a screen)."""
         with self._lock:
             if self._live is not None and self._pending:
                 self.console.print(self._pending, style="dim", markup=False, highlight=False)
                 self._pending = ""
             self._end_line()
-            self.console.print(markup)
+            self.console.print(markup, soft_wrap=not self.console.is_terminal)
 
     def _end_line(self) -> None:
         if self._line_open:
@@ -536,6 +536,12 @@ class PlanDisplay:
 
     def _start(self, tracker: PlanTracker) -> LogTicker | None:
         self._tracker = tracker
+        rates = tracker.rates
+        if rates is not None:  # where the "~" figures come from until the server reports
+            self.note(
+                f"[dim]• ETA from {_escape(rates.basis)}: prompt {rates.prompt:.1f} tokens/s, "
+                f"generation {rates.generation:.1f} tokens/s[/]"
+            )
         if self.console.is_terminal:
             from rich.live import Live
 

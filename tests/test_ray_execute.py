@@ -164,3 +164,44 @@ def test_sigterm_to_execute_on_ray_ends_the_runs_it_started(
         for pid in pids:
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_the_local_cluster_is_our_own_and_on_loopback(tmp_path: Path) -> None:
+    """ray.init() with no address joins whatever /tmp/ray/ray_current_cluster names (a cluster
+    `ray start` left, maybe dead), and a local cluster talks over this machine's network
+    address by default: --ray without --ray-address starts its own, on 127.0.0.1."""
+    require_ray()
+    import shutil
+    import tempfile
+
+    temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")  # nobody there
+        project = make_project(tmp_path)
+        here = str(Path(__file__).parent)
+        code = (
+            "import json, sys\n"
+            f"sys.path.insert(0, {here!r})\n"
+            "from test_execute import make_grid, CMD\n"
+            "from ablationkit.runs.execute import RayOptions, execute\n"
+            "seen = []\n"
+            "def progress(event):\n"
+            "    if event.result is not None:  # (ray is imported by execute, not before)\n"
+            "        import ray\n"
+            "        seen.append([event.result.status, event.result.backend,\n"
+            "                     sorted(n['NodeManagerAddress'] for n in ray.nodes())])\n"
+            f"execute(make_grid(seeds=(0,), lrs=()), CMD, project={str(project)!r},\n"
+            "        ray=RayOptions(num_cpus=1), progress=progress)\n"
+            "print(json.dumps(seen))\n"
+        )
+        env = {**os.environ, "RAY_TMPDIR": str(temp)}
+        env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.splitlines()[-1]) == [["ok", "ray", ["127.0.0.1"]]]
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

@@ -133,16 +133,24 @@ def run_on_ray(
     Starts (and afterwards shuts down) a local cluster unless Ray is already initialised in
     this process (a notebook's own cluster is used as it is) or ``options.address`` names one.
     """
-    ray = _import_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to the internet
+    if not options.address:
+        # A local cluster talks over loopback, not this machine's network address (Ray's
+        # single-machine mode on macOS and Windows; read when ray is imported).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = _import_ray()
     started_here = False
     if not ray.is_initialized():
         init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if options.address:
             init["address"] = options.address
             init["runtime_env"] = _runtime_env(specs)
-        elif options.num_cpus is not None:
-            init["num_cpus"] = options.num_cpus
+        else:
+            # "local": a new cluster of our own, never one that `ray start` left behind (dead
+            # or alive: ray.init() with no address joins whatever /tmp/ray names).
+            init["address"] = "local"
+            if options.num_cpus is not None:
+                init["num_cpus"] = options.num_cpus
         handler = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(**init)

@@ -758,3 +758,13 @@ def test_a_config_path_typed_from_where_the_user_stands_is_found_inside_the_proj
     assert discover(Path("demo"), config="conf/exp.yaml").config == "conf/exp.yaml"
     with pytest.raises(UnsafePathError, match="outside its root"):
         discover(Path("demo"), config="other.yaml")
+
+
+def test_a_mapping_with_no_variants_says_so_rather_than_quoting_its_reason() -> None:
+    reply = {
+        "mappings": [
+            {"ablation": 1, "mapped": True, "reason": "augment.noise realises it", "variants": []}
+        ]
+    }
+    reasons = {u.ablation: u.reason for u in grid_for(reply).grid.unmapped}
+    assert reasons["Noise level"] == "the model gave no variant to run (augment.noise realises it)"

@@ -357,10 +357,13 @@ def _validate(
     """One ablation's mapping, checked against the knobs; any problem -> ``Unmapped``."""
     reason = " ".join(str(item.get("reason") or "").split())[:300]
     variants_raw = item.get("variants")
-    if item.get("mapped") is False or not variants_raw:
+    if item.get("mapped") is False:
         return Unmapped(
             ablation=ablation.name, reason=reason or "the model found no setting that runs it"
         )
+    if not variants_raw:
+        why = "the model gave no variant to run" + (f" ({reason})" if reason else "")
+        return Unmapped(ablation=ablation.name, reason=why)
     if not isinstance(variants_raw, list):
         return Unmapped(ablation=ablation.name, reason="its variants are not a list")
     variants: list[Variant] = []

@@ -153,9 +153,16 @@ class Sample:
 
 
 def run_cli(
-    cli: Path, dataset: Path, run_dir: Path, url: str, concurrency: int, clock: Clock
+    cli: Path,
+    dataset: Path,
+    run_dir: Path,
+    url: str,
+    concurrency: int,
+    clock: Clock,
+    source: Path | None = None,
 ) -> Sample:
-    """One ``ablationkit bench plan`` process, timed from spawn to exit."""
+    """One ``ablationkit bench plan`` process, timed from spawn to exit (``source``: the
+    ``src`` folder of another checkout to run instead of the installed package)."""
     clock.reset()
     command = [
         str(cli),
@@ -176,7 +183,8 @@ def run_cli(
     log = run_dir.with_suffix(".log")
     with log.open("wb") as out:
         start = time.monotonic()
-        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+        env = child_env(source)
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         clock.pid = child.pid
         _, status, usage = os.wait4(child.pid, 0)
         end = time.monotonic()
@@ -212,16 +220,22 @@ def hints_ms_per_paper(dataset: Path, limit: int = 200, rounds: int = 3) -> floa
     return 1000 * best
 
 
-def child_env() -> dict[str, str]:
+def child_env(source: Path | None = None) -> dict[str, str]:
     """The environment of the measured processes: bytecode is written and read, as for an
     installed package (pip compiles it; PYTHONDONTWRITEBYTECODE would have every start
-    compile the modules changed since their last .pyc, which no user pays)."""
+    compile the modules changed since their last .pyc, which no user pays). ``source``
+    goes first on the path: another checkout's code under the same console script."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONPATH", None)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     return env
 
 
-def help_pairs(cli: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
+def help_pairs(
+    cli: Path, rounds: int, source: Path | None = None
+) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) seconds of ``python -c pass`` and of ``ablationkit --help``, one of each
     per round. CPU (the child's user + system time) says the same on a busy machine."""
     pairs = {"bare": [sys.executable, "-c", "pass"], "help": [str(cli), "--help"]}
@@ -229,12 +243,46 @@ def help_pairs(cli: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
     for _ in range(rounds):
         for name, command in pairs.items():
             start = time.perf_counter()
-            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=child_env())
+            env = child_env(source)
+            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
             _, status, usage = os.wait4(child.pid, 0)
             times[name].append((time.perf_counter() - start, usage.ru_utime + usage.ru_stime))
             child.returncode = os.waitstatus_to_exitcode(status)
             assert child.returncode == 0, command
     return times
+
+
+def report(label: str, samples: dict[int, list[Sample]], papers: int, latency: float) -> float:
+    """Print one line per concurrency; return the median client CPU per paper after the
+    first request (seconds)."""
+    per_paper: list[float] = []
+    for concurrency, runs in samples.items():
+        ideal = papers * latency / concurrency
+        wall = statistics.median(s.wall for s in runs)
+        after = statistics.median(s.cpu - s.first_cpu for s in runs) / papers
+        print(
+            f"{label}concurrency {concurrency:>3}: wall {wall:7.2f} s, ideal {ideal:7.2f} s, "
+            f"ratio {wall / ideal:.3f}x [{', '.join(f'{s.wall / ideal:.3f}' for s in runs)}]"
+            f" | first request {statistics.median(s.first for s in runs):.2f} s "
+            f"(CPU {statistics.median(s.first_cpu for s in runs):.2f} s), "
+            f"tail {statistics.median(s.tail for s in runs):.2f} s, "
+            f"CPU {1000 * statistics.median(s.cpu for s in runs) / papers:.2f} ms/paper"
+            f" ({1000 * after:.2f} after the first request), "
+            f"peak RSS {max(s.rss_mb for s in runs):.0f} MB"
+        )
+        per_paper.append(after)
+    return statistics.median(per_paper)
+
+
+def report_help(label: str, times: dict[str, list[tuple[float, float]]], rounds: int) -> None:
+    pairs = list(zip(times["bare"], times["help"], strict=True))
+    wall = statistics.median(h[0] - b[0] for b, h in pairs)
+    cpu = statistics.median(h[1] - b[1] for b, h in pairs)
+    print(
+        f"{label}--help: {statistics.median(h[0] for h in times['help']):.3f} s, python -c "
+        f"pass: {statistics.median(b[0] for b in times['bare']):.3f} s, difference {wall:.3f} s "
+        f"(CPU: {cpu:.3f} s; medians of {rounds} pairs; goal <= 0.25 s)"
+    )
 
 
 def main() -> None:
@@ -245,10 +293,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--help-rounds", type=int, default=10)
     parser.add_argument("--paper-kb", type=float, default=13.0)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="the src folder of another checkout (e.g. `git archive` of an older commit): "
+        "its runs interleaved with this one's, under the same console script",
+    )
     args = parser.parse_args()
     cli = Path(sys.executable).with_name("ablationkit")
     if not cli.exists():
         cli = Path(shutil.which("ablationkit") or sys.exit("no ablationkit command installed"))
+    sources: dict[str, Path | None] = {"": None}
+    if args.baseline_src is not None:
+        sources = {"baseline ": args.baseline_src.resolve(), "this     ": None}
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "data.jsonl"
         write_dataset(dataset, args.papers, int(args.paper_kb * 1024))
@@ -257,52 +314,39 @@ def main() -> None:
             f"{args.papers} papers of {size:.1f} KB, {args.latency:.2f} s per request, "
             f"{args.rounds} rounds, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
         )
-        samples: dict[int, list[Sample]] = {c: [] for c in args.concurrency}
+        samples = {label: {c: list[Sample]() for c in args.concurrency} for label in sources}
         with FakeLLMServer(latency=args.latency, default=None) as server:
             clock = Clock(server)
             server.responder = clock
             # warm-up, untimed: the .pyc files of every module on the path get written
             warm_up = Path(tmp) / "warm-up.jsonl"
             write_dataset(warm_up, 2, 1024)
-            run_cli(cli, warm_up, Path(tmp) / "warm-up", server.url, 2, clock)
+            for label, source in sources.items():
+                run_dir = Path(tmp) / f"warm-up-{len(label)}-{source is None}"
+                run_cli(cli, warm_up, run_dir, server.url, 2, clock, source)
             for round_ in range(args.rounds):
                 for concurrency in args.concurrency:
-                    run_dir = Path(tmp) / f"run-{concurrency}-{round_}"
-                    sample = run_cli(cli, dataset, run_dir, server.url, concurrency, clock)
-                    assert clock.count == args.papers, f"{clock.count} requests"
-                    samples[concurrency].append(sample)
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                    for number, (label, source) in enumerate(sources.items()):
+                        run_dir = Path(tmp) / f"run-{concurrency}-{round_}-{number}"
+                        sample = run_cli(
+                            cli, dataset, run_dir, server.url, concurrency, clock, source
+                        )
+                        assert clock.count == args.papers, f"{clock.count} requests"
+                        samples[label][concurrency].append(sample)
+                        shutil.rmtree(run_dir, ignore_errors=True)
+        cpu = {
+            label: report(label, runs, args.papers, args.latency) for label, runs in samples.items()
+        }
         hints = hints_ms_per_paper(dataset)
-        per_paper: list[float] = []
-        for concurrency, runs in samples.items():
-            ideal = args.papers * args.latency / concurrency
-            wall = statistics.median(s.wall for s in runs)
-            print(
-                f"concurrency {concurrency:>3}: wall {wall:7.2f} s, ideal {ideal:7.2f} s, "
-                f"ratio {wall / ideal:.3f}x [{', '.join(f'{s.wall / ideal:.3f}' for s in runs)}]"
-                f" | first request {statistics.median(s.first for s in runs):.2f} s "
-                f"(CPU {statistics.median(s.first_cpu for s in runs):.2f} s), "
-                f"tail {statistics.median(s.tail for s in runs):.2f} s, "
-                f"CPU {1000 * statistics.median(s.cpu for s in runs) / args.papers:.2f} ms/paper"
-                f" ({1000 * statistics.median(s.cpu - s.first_cpu for s in runs) / args.papers:.2f}"
-                f" after the first request), peak RSS {max(s.rss_mb for s in runs):.0f} MB"
-            )
-            per_paper.append(statistics.median(s.cpu - s.first_cpu for s in runs) / args.papers)
-        share = hints / (1000 * statistics.median(per_paper))
+        this = cpu[list(sources)[-1]]
         print(
-            f"extract_hints: {hints:.2f} ms per paper, {100 * share:.0f}% of the client's CPU "
-            "per paper after the first request (median over the concurrencies)"
+            f"extract_hints: {hints:.2f} ms per paper, {100 * hints / (1000 * this):.0f}% "
+            "of the client's CPU per paper after the first request (median over the "
+            "concurrencies)"
         )
     if args.help_rounds:
-        times = help_pairs(cli, args.help_rounds)
-        pairs = list(zip(times["bare"], times["help"], strict=True))
-        wall = statistics.median(h[0] - b[0] for b, h in pairs)
-        cpu = statistics.median(h[1] - b[1] for b, h in pairs)
-        print(
-            f"--help: {statistics.median(h[0] for h in times['help']):.3f} s, python -c pass: "
-            f"{statistics.median(b[0] for b in times['bare']):.3f} s, difference {wall:.3f} s "
-            f"(CPU: {cpu:.3f} s; medians of {args.help_rounds} pairs; goal <= 0.25 s)"
-        )
+        for label, source in sources.items():
+            report_help(label, help_pairs(cli, args.help_rounds, source), args.help_rounds)
 
 
 if __name__ == "__main__":

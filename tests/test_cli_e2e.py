@@ -56,10 +56,12 @@ def dataset(path: Path, n: int) -> Path:
 
 def imported_by(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run the CLI in a fresh interpreter, as the console script does, and return the
-    process and the modules it had imported when it exited."""
+    process and the modules it had imported when it exited (with, as a module named
+    "gc-frozen:N", how many objects the garbage collector had frozen by then)."""
     program = (
-        "import atexit, json, sys\n"
-        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        "import atexit, gc, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules) + "
+        "[f'gc-frozen:{gc.get_freeze_count()}']), file=sys.stderr))\n"
         "from ablationkit.cli import run\n"
         "sys.argv = ['ablationkit', *sys.argv[1:]]\n"
         "run()\n"
@@ -107,6 +109,23 @@ def test_bench_plan_on_a_plain_http_server_never_imports_the_openai_sdk(tmp_path
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "run").rglob("p00*.json"))) >= 3
     assert "openai" not in modules and "httpx2" not in modules
+
+
+def test_the_process_exits_without_collecting_its_heap(tmp_path: Path) -> None:
+    """The interpreter's last collections walked every object of a run (pydantic schemas,
+    prompts, the planner's modules): 0.1-0.3 s between the last reply and the exit. The CLI
+    freezes the heap once its command is done, so they skip it."""
+    data = dataset(tmp_path / "data.jsonl", 2)
+    with FakeLLMServer(default=json.dumps(PLAN)) as server:
+        args = ["bench", "plan", str(data), "--run", str(tmp_path / "run")]
+        args += ["--model", "m", "--api-base", server.url, "-k", "2"]
+        result, modules = imported_by(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    frozen = next(m for m in modules if m.startswith("gc-frozen:"))
+    assert int(frozen.partition(":")[2]) > 10_000
+    failed, modules = imported_by(["bench", "plan", "no-such.jsonl", "--run", "r"], tmp_path)
+    assert failed.returncode == 2 and "error: " in failed.stderr  # errors too
+    assert next(m for m in modules if m.startswith("gc-frozen:")) != "gc-frozen:0"
 
 
 # ------------------------------------------------------------------ the run

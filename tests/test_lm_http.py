@@ -531,6 +531,17 @@ def test_connection_close_header_is_honoured(tmp_path: Path) -> None:
     assert replies == ["ok"] * 3 and server.connections == 3
 
 
+def test_http_1_0_reply_closes_its_connection_unless_kept_alive(tmp_path: Path) -> None:
+    def answer(body: bytes) -> bytes:
+        return _json_reply("ok").replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+
+    with RawServer(answer) as server:
+        lm, _ = client(tmp_path, cache=False)
+        replies = [lm.complete(f"q{i}", model="m", api_base=server.url).text for i in range(3)]
+        lm.close()
+    assert replies == ["ok"] * 3 and server.connections == 3
+
+
 def test_error_event_in_a_stream_is_a_one_line_model_error(tmp_path: Path) -> None:
     error = {"error": {"message": "the model crashed", "type": "server_error"}}
 

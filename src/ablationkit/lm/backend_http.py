@@ -148,10 +148,14 @@ class Response:
         status: int,
         headers: dict[str, str],
         timeout: float | None,
+        version: str = "HTTP/1.1",
     ) -> None:
         self.pool, self.connection = pool, connection
         self.status, self.headers, self.timeout = status, headers, timeout
         self._done = False
+        # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only if asked to keep
+        said = headers.get("connection", "").lower()
+        self.keep_alive = "close" not in said and (version != "HTTP/1.0" or "keep-alive" in said)
 
     async def read(self) -> bytes:
         return b"".join([piece async for piece in self._pieces()])
@@ -173,7 +177,7 @@ class Response:
         """The body as it arrives, framed by Content-Length, chunked transfer encoding or the
         end of the connection; each wait for bytes bounded by ``timeout``."""
         reader = self.connection.reader
-        keep = self.headers.get("connection", "").lower() != "close"
+        keep = self.keep_alive
         try:
             if "chunked" in self.headers.get("transfer-encoding", "").lower():
                 while True:
@@ -359,9 +363,9 @@ class HTTPPool:
             except (ConnectionError, OSError) as exc:
                 raise ReadError(str(exc)) from exc
             connection.answered = True
-            status, headers = _parse_head(head)
+            version, status, headers = _parse_head(head)
             if not 100 <= status < 200:  # 100 Continue and friends, unasked: skipped
-                return Response(self, connection, status, headers, timeout)
+                return Response(self, connection, status, headers, timeout, version)
 
     async def close(self) -> None:
         for connection in list(self._open):
@@ -370,8 +374,8 @@ class HTTPPool:
         self._idle.clear()
 
 
-def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    """Status and headers (names in lower case) of a reply's head."""
+def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
+    """HTTP version, status and headers (names in lower case) of a reply's head."""
     status_line, *lines = head.decode("latin-1").split("\r\n")
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
@@ -385,7 +389,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
         name, _, value = line.partition(":")
         if name:
             headers[name.strip().lower()] = value.strip()
-    return status, headers
+    return parts[0], status, headers
 
 
 def classify(exc: BaseException, route: Route, timeout: float | None = None) -> Exception:

@@ -525,3 +525,17 @@ def test_the_display_says_where_its_estimated_rates_come_from(tmp_path: Path) ->
         "generation 10.0 tokens/s\n" in out
     )
     assert "progress: local · prompt 0/935 tokens · ~50.0 tok/s · starting · ETA ~1m09s" in out
+
+
+def test_a_paper_id_cannot_forge_log_lines_or_markup(tmp_path: Path) -> None:
+    """Instance ids come from a dataset file: a newline in one must not start a line of its
+    own in the log, nor rich markup in one style the bar."""
+    from ablationkit.planner.stream import BatchProgress
+
+    console = _console(terminal=False)
+    with BatchProgress(console, "planning with m", every=60) as batch:
+        batch.update("", 0, 2, 0.0)
+        batch.update("p1\nplan: 2 done, 0 failed [bold]x[/bold]", 1, 2, 0.0)
+    lines = console.file.getvalue().splitlines()
+    assert not any(line.startswith("plan: 2 done") for line in lines)
+    assert any("(done: p1 plan: 2 done, 0 failed [bold]x[/bold])" in line for line in lines)

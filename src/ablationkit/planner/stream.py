@@ -598,6 +598,11 @@ class _Tracking:
             self._listening.__exit__(*exc)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its control characters (line breaks too) as spaces, runs collapsed."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 
@@ -659,6 +664,7 @@ class BatchProgress:
     def update(self, paper_id: str, finished: int, total: int, cost: float) -> None:
         """The runner's ``Progress`` callback: a paper finished (``paper_id`` empty: the
         stage begins, with ``finished`` papers already done)."""
+        paper_id = _one_line(paper_id)  # a dataset's id: no line breaks into the log
         with self._lock:
             if self._first is None:
                 self._first, self.started = finished, self.clock()
@@ -672,7 +678,7 @@ class BatchProgress:
                 completed=finished,
                 total=total,
                 cost=f"${cost:.4f}",
-                paper=paper_id[:40],
+                paper=_escape(paper_id[:40]),
             )
         elif paper_id:
             line = f"{self.describe()} (done: {paper_id})"

@@ -768,3 +768,16 @@ def test_a_mapping_with_no_variants_says_so_rather_than_quoting_its_reason() -> 
     }
     reasons = {u.ablation: u.reason for u in grid_for(reply).grid.unmapped}
     assert reasons["Noise level"] == "the model gave no variant to run (augment.noise realises it)"
+
+
+def test_grid_cli_asks_to_replace_an_existing_grid_and_keeps_it_on_no(
+    cli: str, plan_file: Path
+) -> None:
+    tmp = plan_file.parent
+    (tmp / "grid.json").write_text("my edited grid\n", "utf-8")
+    with FakeLLMServer(default=json.dumps(GOOD_REPLY)) as server:
+        args = ["grid", str(plan_file), "--project", str(SAMPLE), "--model", "m"]
+        result = run_cli(cli, [*args, "--api-base", server.url], tmp, stdin="n\n")
+    assert result.returncode == 1
+    assert "Replace grid.json (15 runs)? [Y/n]" in result.stdout
+    assert (tmp / "grid.json").read_text("utf-8") == "my edited grid\n"

@@ -121,7 +121,8 @@ def grid(
     if plan.ablations:
         err.print(f"[dim]{escape(client.usage.describe())}[/]")
     runs = len(result.grid.runs())
-    if not yes and not _confirm(f"Write {out} ({runs} runs)?"):
+    verb = "Replace" if out.exists() else "Write"  # an existing grid may hold hand edits
+    if not yes and not _confirm(f"{verb} {out} ({runs} runs)?"):
         raise _fail_not_written()
     with _user_errors():
         save_grid(result.grid, out)

@@ -211,12 +211,16 @@ class RateBook:
         base = calibrated(model_id)
         if not prompt and not generation:
             return base
-        if base is None and not (prompt and generation):
+        prompt_tps = statistics.median(prompt) if prompt else base.prompt if base else None
+        generation_tps = (
+            statistics.median(generation) if generation else base.generation if base else None
+        )
+        if prompt_tps is None or generation_tps is None:
             return None
         when = entry.get("updated", "") if isinstance(entry, dict) else ""
         return Rates(
-            statistics.median(prompt) if prompt else base.prompt,  # type: ignore[union-attr]
-            statistics.median(generation) if generation else base.generation,  # type: ignore[union-attr]
+            prompt_tps,
+            generation_tps,
             measured=True,
             basis=f"measured on this machine{f' ({when})' if when else ''}",
         )

@@ -781,3 +781,31 @@ def test_grid_cli_asks_to_replace_an_existing_grid_and_keeps_it_on_no(
     assert result.returncode == 1
     assert "Replace grid.json (15 runs)? [Y/n]" in result.stdout
     assert (tmp / "grid.json").read_text("utf-8") == "my edited grid\n"
+
+
+def test_grid_into_a_log_prints_progress_lines_while_the_model_works(
+    cli: str, plan_file: Path
+) -> None:
+    """No silent minutes (issue 15): the embedded model takes minutes over the mapping."""
+    from ablationkit.testing.fake_server import Reply
+
+    tmp = plan_file.parent
+    slow = Reply(json.dumps(GOOD_REPLY), delay=0.5, piece_delay=0.02)
+    env = {**os.environ, "ABLATIONKIT_PROGRESS_EVERY": "0.2", "COLUMNS": "200"}
+    env["ABLATIONKIT_CACHE_DIR"] = str(tmp / "cache")
+    with FakeLLMServer(default=slow) as server:
+        args = ["grid", str(plan_file), "--project", str(SAMPLE), "--model", "m", "--yes"]
+        result = subprocess.run(
+            [cli, *args, "--api-base", server.url],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("progress: ")]
+    assert "prompt of" in lines[0] and "waiting for the first token" in lines[0]
+    assert any("generated" in line for line in lines), result.stderr
+    assert (tmp / "grid.json").exists()

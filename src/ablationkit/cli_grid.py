@@ -7,6 +7,7 @@ CLI's ``_user_errors``: one line on stderr and the error's exit code.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,6 +90,7 @@ def grid(
     from ablationkit.cli import _user_errors, escape
     from ablationkit.lm import LMClient
     from ablationkit.plan_io import load_plan
+    from ablationkit.planner.stream import PlanDisplay
     from ablationkit.runs.grid import make_grid, save_grid
     from ablationkit.runs.project import discover
 
@@ -103,18 +105,23 @@ def grid(
     )
     if plan.ablations:
         err.print(f"[bold]•[/] asking {escape(model)} to map them")
+    display = PlanDisplay(err)
     with LMClient(cache=not no_cache) as client, _user_errors():
-        result = make_grid(
-            plan,
-            experiment,
-            plan_path=plan_path,
-            model=model,
-            client=client,
-            api_base=api_base,
-            seeds=seeds,
-            timeout=timeout,
-            deadline=deadline or None,
-        )
+        tracker = _tracker(plan, experiment, model, api_base)
+        # the embedded model takes minutes here: its progress, as `plan` shows it (issue 15)
+        with display.tracking(tracker) if tracker is not None else nullcontext():
+            result = make_grid(
+                plan,
+                experiment,
+                plan_path=plan_path,
+                model=model,
+                client=client,
+                api_base=api_base,
+                seeds=seeds,
+                timeout=timeout,
+                deadline=deadline or None,
+                on_token=lambda piece: None,  # streamed: the progress counts its tokens
+            )
     for note in result.notes:
         err.print(f"[yellow]note:[/] {escape(note)}")
     _print_grid(result.grid, Console())
@@ -133,6 +140,24 @@ def grid(
         f"wrote {escape(', '.join(map(str, written)))}: {runs} runs; edit the file to change "
         "a mapping, then `ablationkit execute`"
     )
+
+
+def _tracker(plan: Any, experiment: Any, model: str, api_base: str | None) -> Any:
+    """A ``PlanTracker`` for the mapping call, begun with its prompt size (None: no call)."""
+    from ablationkit.lm.models import resolve_model
+    from ablationkit.planner.stream import PlanTracker
+    from ablationkit.runs.grid import grid_messages, reply_tokens
+
+    if not plan.ablations:
+        return None
+    resolved = resolve_model(model, api_base)
+    limit = reply_tokens(len(plan.ablations))
+    tracker = PlanTracker(
+        resolved.id, embedded=resolved.local, expected_reply=limit // 2, max_reply=limit
+    )
+    messages = grid_messages(plan, experiment)
+    tracker.begin(sum(resolved.count_tokens(m["content"]) for m in messages))
+    return tracker
 
 
 def _confirm(question: str) -> bool:

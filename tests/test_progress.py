@@ -539,3 +539,15 @@ def test_a_paper_id_cannot_forge_log_lines_or_markup(tmp_path: Path) -> None:
     lines = console.file.getvalue().splitlines()
     assert not any(line.startswith("plan: 2 done") for line in lines)
     assert any("(done: p1 plan: 2 done, 0 failed [bold]x[/bold])" in line for line in lines)
+
+
+def test_no_batch_size_from_reports_of_two_calls(tmp_path: Path) -> None:
+    clock = Clock()
+    tracker = tracker_for(tmp_path, clock)
+    tracker.prompt(PromptProgress(total=500, cached=0, processed=500, ms=5000))
+    tracker.token("a")
+    # the next call starts from the cached 600 tokens of a longer prompt
+    tracker.prompt(PromptProgress(total=3000, cached=600, processed=600, ms=0))
+    assert tracker.batch is None
+    tracker.prompt(PromptProgress(total=3000, cached=600, processed=1112, ms=5000))
+    assert tracker.batch == 512

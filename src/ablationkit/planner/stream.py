@@ -271,6 +271,7 @@ class PlanTracker:
             if self.generated or (last is not None and event.processed < last.processed):
                 self._close_call()  # a new call (a repair, a follow-up, a retry, the next paper)
                 self._new_call(event.total)
+                last = None
             if last is not None and not event.done and event.processed > last.processed:
                 self.batch = event.processed - last.processed  # the runtime's batch size
             self.reported, self.reported_at = event, self.clock()
@@ -336,11 +337,10 @@ class PlanTracker:
                         guess = event.processed + prate * since
                     else:
                         # no report yet, so slower than that: the estimate slows down and
-                        # never reaches the report's figure first; its ETA is then "as long
-                        # again" as the wait since the last report; the rate shown is what
-                        # we know of it, an upper bound
+                        # never reaches the report's figure first; the rate shown is what we
+                        # know of it (an upper bound); the ETA has this batch take as long
+                        # again as the wait so far, and the rest go at the rate that implies
                         guess = event.processed + left * (1 - 0.09 / share)
-                        # this batch in as long again, the rest at the rate that implies
                         prompt_seconds = since + (total - upto) * 2 * since / left
                         prate, prate_exact, rate_bound = left / since, False, True
                     if int(guess) > done:

@@ -353,8 +353,10 @@ def test_dry_run_estimates_the_time_of_an_embedded_model(
     # once a run measured this machine, the estimate is its figures
     RateBook(tmp_path / "cache" / "rates.json").record(smollm2, prompt=100.0, generation=5.0)
     summary, _ = dry_run(smollm2)
-    expected = summary["prompt_tokens"] / 100 + summary["completion_tokens_estimate"] / 5
+    # a typical reply per paper (k = 5: 500 tokens), not the budget's ceiling
+    expected = summary["prompt_tokens"] / 100 + summary["requests"] * 500 / 5
     assert summary["seconds_estimate"] == round(expected)
+    assert f"{summary['requests']} replies of ~500 tokens at 5.0/s" in summary["seconds_basis"]
     assert "measured on this machine" in summary["seconds_basis"]
     hosted, err = dry_run("openai/gpt-4o")  # its speed is not this machine's to know
     assert hosted["seconds_estimate"] is None and "estimated time" not in err

@@ -618,25 +618,27 @@ def _progress_bar(label: str, config: Any = None) -> tuple[Any, Any]:
     return bar, bar.update
 
 
-def _with_time_estimate(summary: Any) -> str:
-    """A dry run's JSON with the time the run would take on this machine: its tokens over the
-    model's rates (``lm.progress.RateBook``: measured here by earlier runs, else calibrated;
+def _with_time_estimate(summary: Any, config: Any) -> str:
+    """A dry run's JSON with the time the run would take on this machine: its prompt tokens
+    and a typical reply per request (``typical_reply_tokens``: what plans are, not the
+    budget's ceiling in ``completion_tokens_estimate``) over the model's rates
+    (``lm.progress.RateBook``: measured here by earlier runs, else calibrated;
     ``seconds_estimate`` is null for a model whose speed is unknown, e.g. a hosted one), also
     said on stderr in one line."""
     import json
 
     from ablationkit.lm.progress import estimate_seconds
-    from ablationkit.planner.stream import duration
+    from ablationkit.planner.stream import duration, typical_reply_tokens
 
     data = summary.model_dump(mode="json")
-    found = estimate_seconds(
-        summary.model, summary.prompt_tokens, summary.completion_tokens_estimate
-    )
+    reply = typical_reply_tokens(config.k, config.reply_tokens_for(True))
+    found = estimate_seconds(summary.model, summary.prompt_tokens, reply * summary.requests)
     data["seconds_estimate"] = data["seconds_basis"] = None
     if found is not None:
         seconds, rates = found
         basis = (
-            f"prompt {rates.prompt:.1f} tokens/s, generation {rates.generation:.1f} tokens/s, "
+            f"{summary.prompt_tokens:,} prompt tokens at {rates.prompt:.1f}/s and "
+            f"{summary.requests} replies of ~{reply} tokens at {rates.generation:.1f}/s, "
             f"{rates.basis}"
         )
         data["seconds_estimate"], data["seconds_basis"] = round(seconds), basis
@@ -729,7 +731,7 @@ def bench_plan(
         config = _with_ensemble(config, ensemble, samples)
         if dry_run:
             summary = estimate(dataset, config, ids=id_list, limit=limit, papers_root=papers_root)
-            _write_stdout(_with_time_estimate(summary) + "\n")
+            _write_stdout(_with_time_estimate(summary, config) + "\n")
             return
         run = Run(run_dir, concurrency=concurrency)
         bar, update = _progress_bar(f"planning with {model}", config)

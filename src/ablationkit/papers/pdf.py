@@ -221,42 +221,55 @@ def _merge_broken_paragraphs(items: list[Item], vocabulary: _Vocabulary) -> list
     next column or page: "sure that ..."): one paragraph, the word mended. Floats may come
     between in the text (a figure's caption, a table's cells at the top of the next column):
     the continuation is then the first paragraph of prose after them that starts in lower
-    case or with a digit, before any heading or other prose."""
-    items = list(items)
-    index = 0
-    while index < len(items):
-        broken = items[index]
-        if isinstance(broken, Paragraph) and broken.text.endswith(_HYPHENS):
-            tail = _TRAILING_BREAK.search(broken.text)
-            found = _continuation(items, index + 1) if tail else None
-            if tail and found is not None:
-                after, rest, head = found
-                del items[after]
-                word = _mend(tail.group(1), tail.group(2), head.group(), vocabulary)
-                items[index] = Paragraph(
-                    broken.text[: tail.start()] + word + rest.text[head.end() :]
-                )
-                continue  # it may end in a broken word again
-        index += 1
-    return items
+    case or with a digit, before any heading or other prose. Linear in the items: a chain of
+    broken paragraphs is joined once, each piece looked at once."""
+    merged: list[Item] = []
+    taken: set[int] = set()  # continuations already joined to an earlier paragraph
+    for index, item in enumerate(items):
+        if index in taken:
+            continue
+        if not isinstance(item, Paragraph):
+            merged.append(item)
+            continue
+        pieces, last = [item.text], index
+        while pieces[-1].endswith(_HYPHENS):
+            piece = pieces[-1]
+            tail = _TRAILING_BREAK.search(piece, max(0, len(piece) - _MAX_WORD))
+            found = _continuation(items, last + 1, taken) if tail else None
+            if tail is None or found is None:
+                break
+            last, rest, head = found
+            taken.add(last)
+            word = _mend(tail.group(1), tail.group(2), head.group(), vocabulary)
+            pieces[-1] = piece[: tail.start()] + word
+            pieces.append(rest.text[head.end() :])
+        merged.append(Paragraph("".join(pieces)) if len(pieces) > 1 else item)
+    return merged
 
 
 _CAPTION = re.compile(r"^(fig\.|figure|tab\.|table|algorithm)\s*[\dIVXLC]", re.I)
 _MAX_FLOATS = 12  # items of floats looked past
+_MAX_WORD = 80  # a broken word is looked for in this many characters at a paragraph's end
 
 
-def _continuation(items: list[Item], start: int) -> tuple[int, Paragraph, re.Match[str]] | None:
+def _continuation(
+    items: list[Item], start: int, taken: set[int]
+) -> tuple[int, Paragraph, re.Match[str]] | None:
     """Where the paragraph broken before ``start`` goes on: the next item if it starts in
     lower case or with a digit, else the first such paragraph of prose after floats only."""
+    first = True
     for index in range(start, min(len(items), start + _MAX_FLOATS)):
         item = items[index]
+        if index in taken:
+            continue
         if not isinstance(item, Paragraph):
             return None
         head = _LEADING_WORD.match(item.text)
-        if head and (index == start or _prose(item.text)):
+        if head and (first or _prose(item.text)):
             return index, item, head
         if _prose(item.text) and not _CAPTION.match(item.text):
             return None  # another paragraph of the text: the broken one does not go on
+        first = False
     return None
 
 

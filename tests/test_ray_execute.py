@@ -10,6 +10,7 @@ code and stderr, and a rerun with nothing left to do does not even start Ray.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -204,4 +205,65 @@ def test_the_local_cluster_is_our_own_and_on_loopback(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout.splitlines()[-1]) == [["ok", "ray", ["127.0.0.1"]]]
     finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_execute_on_a_running_cluster_ships_the_project(cli: str, tmp_path: Path) -> None:
+    """--ray-address: a cluster `ray start --head` runs (on loopback, in a process group of
+    its own that the test ends); the project reaches the workers as the job's working_dir,
+    so the runs happen in that copy, and their records come back here."""
+    require_ray()
+    import shutil
+    import socket
+    import tempfile
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": str(temp),
+        "RAY_AUTH_MODE": "disabled",  # the token of ~/.ray is not this test's business
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
+         "--include-dashboard", "false", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # up when `ray status` lists the head node (GCS and raylet both ready)
+            assert head.poll() is None and time.monotonic() < deadline, "the head did not start"
+            status = subprocess.run(
+                [ray_cli, "status", "--address", f"127.0.0.1:{port}"],
+                env=env, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if status.returncode == 0 and "1 node_" in status.stdout:
+                break
+            time.sleep(0.5)
+        project = make_project(tmp_path)
+        path = write_grid(project, make_grid(seeds=(0,), lrs=(0.5,)))
+        done = subprocess.run(
+            [cli, "execute", str(path), "--cmd", CMD, "--ray-address", f"127.0.0.1:{port}"],
+            cwd=project, capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "execute: 2 ok, 0 failed" in done.stderr
+        for run_id in ("baseline--seed0", "learning-rate--lr-0-5--seed0"):
+            result = read_result(project / "runs", run_id)
+            assert result is not None and result.ok and result.backend == "ray"
+        assert not (project / "counter.txt").exists()  # the runs wrote into the shipped copy
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait(10)
         shutil.rmtree(temp, ignore_errors=True)

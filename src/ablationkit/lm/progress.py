@@ -147,8 +147,11 @@ class Rates:
 
 
 # The embedded default model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M) on two idle cores: a
-# 6,257-token prompt at about 50 tokens/s (README, "Models"); generation about 10 tokens/s.
-# Other GGUF files are scaled by their size (time per token grows with the weights read).
+# 6,257-token prompt at about 50 tokens/s (README, "Models"); generation 10 tokens/s, a little
+# under what the README's 70-80 s for the sample implies (~2,100 prompt tokens and a stored
+# ~450-token reply: 12-16 tokens/s), so that a first ETA errs long. Other GGUF files are
+# scaled by their size (time per token grows with the weights read); measured rates replace
+# all of these after the first plan.
 DEFAULT_WEIGHTS_BYTES = 1_117_320_768
 CALIBRATED_PROMPT_TPS = 50.0
 CALIBRATED_GENERATION_TPS = 10.0

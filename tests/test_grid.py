@@ -809,3 +809,15 @@ def test_grid_into_a_log_prints_progress_lines_while_the_model_works(
     assert "prompt of" in lines[0] and "waiting for the first token" in lines[0]
     assert any("generated" in line for line in lines), result.stderr
     assert (tmp / "grid.json").exists()
+
+
+def test_a_line_break_in_an_edited_label_cannot_add_a_command_to_an_export(
+    sample_grid: Grid,
+) -> None:
+    edited = sample_grid.model_copy(deep=True)
+    edited.paper_id = "paper\nrm -rf ~"
+    edited.mappings[0].variants[0].label = "sigma\rtouch pwned\n"
+    for fmt in ("hydra", "shell"):
+        lines = export_grid(edited, fmt).splitlines()
+        assert not any(line.startswith(("rm ", "touch ")) for line in lines), fmt
+        assert all(line.startswith(("#", "cd ", "python ")) for line in lines), fmt

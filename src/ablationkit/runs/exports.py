@@ -101,6 +101,12 @@ def _hydra_value(value: OverrideValue) -> str:
     return text
 
 
+def _comment(text: str) -> str:
+    """Text for a ``#`` comment of a script: one line, whatever an edited grid holds (a line
+    break in a label would start a command of its own)."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
 def hydra_lines(grid: Grid, command: str | None = None) -> str:
     """One ``--multirun`` command line per variant, sweeping the seeds."""
     if grid.style != "hydra":
@@ -108,14 +114,14 @@ def hydra_lines(grid: Grid, command: str | None = None) -> str:
     template = _command(grid, command)
     lines = [
         f"# Hydra multirun: {len(variant_groups(grid))} variants x {len(grid.seeds)} seeds "
-        f"of {grid.paper_id}",
+        f"of {_comment(grid.paper_id)}",
         f"cd {shlex.quote(grid.project)} || exit 1",
     ]
     for group in variant_groups(grid):
         words = ["--multirun"] + [f"{k}={_hydra_value(v)}" for k, v in group.overrides.items()]
         if grid.seed_key:
             words.append(f"{grid.seed_key}={','.join(str(s) for s in grid.seeds)}")
-        lines.append(f"# {group.ablation}: {group.label}")
+        lines.append(f"# {_comment(group.ablation)}: {_comment(group.label)}")
         lines.append(_fill(template, {"overrides": " ".join(shlex.quote(w) for w in words)}))
     return "\n".join(lines) + "\n"
 
@@ -125,7 +131,7 @@ def shell_lines(grid: Grid, command: str | None = None) -> str:
     template = _command(grid, command)
     lines = [
         "#!/bin/sh",
-        f"# {len(grid.runs())} runs of {grid.paper_id}'s ablations (ablationkit grid)",
+        f"# {len(grid.runs())} runs of {_comment(grid.paper_id)}'s ablations (ablationkit grid)",
         f"cd {shlex.quote(grid.project)} || exit 1",
     ]
     for run in grid.runs():

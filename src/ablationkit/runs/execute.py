@@ -240,14 +240,31 @@ def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the run gets SIGTERM when the process that started it dies (even by SIGKILL)."""
+def _death_signal_setter() -> Callable[[], None] | None:
+    """Linux: a function for the child (between fork and exec) that asks for SIGTERM when the
+    process that started it dies, even by SIGKILL (``PR_SET_PDEATHSIG``).
+
+    ``prctl`` is looked up here, in the parent: the child must not load a library (``dlopen``
+    can deadlock after a fork in a threaded process, and a Ray worker is one); it only calls a
+    function already resolved.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def set_death_signal() -> None:  # pragma: no cover - runs in the child
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return set_death_signal
+
+
+_DEATH_SIGNAL = _death_signal_setter()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -335,7 +352,7 @@ class Attempt:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_DEATH_SIGNAL,
             )
 
     def poll(self) -> bool:

@@ -545,3 +545,19 @@ def test_a_second_execute_on_the_same_runs_folder_is_refused(tmp_path: Path) -> 
     assert counts(project) == {}
     execute(make_grid(seeds=(0,), lrs=()), CMD, project=project)  # released: runs
     assert counts(project) == {"baseline--seed0": 1}
+
+
+def test_a_runs_dir_that_is_a_file_is_one_line(cli: str, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    path = write_grid(project, make_grid(seeds=(0,), lrs=()))
+    (project / "taken").write_text("a file")
+    done = subprocess.run(
+        [cli, "execute", str(path), "--cmd", CMD, "--runs-dir", "taken"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line == f"error: {project / 'taken'}: the runs folder cannot be made (File exists)"

@@ -672,7 +672,12 @@ def execute(
     runs_root = Path(runs_dir) if runs_dir is not None else project / "runs"
     if not runs_root.is_absolute():
         runs_root = project / runs_root
-    runs_root.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FormatError(
+            f"the runs folder cannot be made ({exc.strerror or exc})", where=runs_root
+        ) from None
     with _exclusive(runs_root):
         return _execute(
             grid, command, project, runs_root, jobs, metrics_file, timeout, retry_failed,

@@ -405,3 +405,12 @@ def test_app_page_shows_the_results_under_the_plan(tmp_path: Path) -> None:
                 screenshot(page, "app-results")
             finally:
                 browser.close()
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(cli: str, tmp_path: Path) -> None:
+    (tmp_path / "grid.json").write_text(grid(seeds=(0,)).model_dump_json())
+    (tmp_path / "taken").write_text("a file")
+    done = run_cli(cli, "results", "grid.json", "-o", "taken", cwd=tmp_path)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line == "error: taken: the output folder cannot be made (File exists)"

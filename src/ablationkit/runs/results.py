@@ -492,7 +492,14 @@ def write_results(
     to draw: the tables are the main output.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from ablationkit.errors import FormatError
+
+        raise FormatError(
+            f"the output folder cannot be made ({exc.strerror or exc})", where=out
+        ) from None
     written = {
         "markdown": out / MARKDOWN,
         "latex": out / LATEX,

@@ -292,6 +292,8 @@ def test_plan_into_a_log_prints_progress_lines_before_and_during_generation(
     assert "prompt of" in lines[0] and "waiting for the first token" in lines[0], err
     assert any("generated" in line and "tok/s" in line for line in lines), err
     assert all(" elapsed" in line for line in lines)
+    # a log is read with grep: the paper's line is one line, however long its title
+    assert "Keyframe Selection with Temporal Relevance for Efficient Long-Video Question" in err
 
 
 def test_bench_plan_into_a_log_says_each_paper_done_with_a_run_eta(

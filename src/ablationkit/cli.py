@@ -525,12 +525,13 @@ def _plan_progress(err: Any, source: Path) -> tuple[Any, Any]:
 
     display = PlanDisplay(err)
 
-    def loaded(paper: Any) -> None:
+    def loaded(paper: Any) -> None:  # through the display: one line each in a log
         for warning in paper.warnings:
-            err.print(f"[yellow]warning:[/] {escape(warning)}")
+            display.note(f"[yellow]warning:[/] {escape(warning)}")
         sections = sum(1 for _ in paper.walk())
         title = escape(paper.title or str(source))
-        err.print(f"[bold]•[/] {paper.format}: {title} ({sections} sections, {paper.words} words)")
+        size = f"{sections} sections, {paper.words} words"
+        display.note(f"[bold]•[/] {paper.format}: {title} ({size})")
 
     stream = ReasoningStream(display.show)
 

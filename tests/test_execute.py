@@ -561,3 +561,25 @@ def test_a_runs_dir_that_is_a_file_is_one_line(cli: str, tmp_path: Path) -> None
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line == f"error: {project / 'taken'}: the runs folder cannot be made (File exists)"
+
+
+def test_a_long_silence_gets_heartbeat_reports(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    events: list[Any] = []
+    grid = make_grid(seeds=(0,), lrs=(), baseline={"sleep": 1.0})
+    execute(grid, CMD, project=project, progress=events.append, heartbeat_seconds=0.2)
+    beats = [e for e in events if e.heartbeat]
+    assert beats and all(e.running == 1 and e.done == 0 and e.result is None for e in beats)
+    assert events[-1].result is not None and events[-1].result.ok
+
+
+def test_heartbeats_print_a_line_in_a_log(capsys: pytest.CaptureFixture[str]) -> None:
+    from ablationkit.cli_execute import _Reporter
+    from ablationkit.runs.execute import Progress
+
+    reporter = _Reporter(tty=False)
+    reporter(Progress(0, 4, 1))
+    reporter(Progress(1, 4, 1, running=2, heartbeat=True))
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "execute: 4 runs to do (1 already done)"
+    assert err[1].startswith("execute: 1/4 done, 0 failed, 2 under way, ETA ")

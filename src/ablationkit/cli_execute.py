@@ -49,6 +49,15 @@ class _Reporter:
         self.failed = 0
 
     def __call__(self, event: Progress) -> None:
+        if event.heartbeat:
+            if not self.tty:  # a bar shows its own clock
+                eta = _eta(time.monotonic() - self.start, event.done, event.total)
+                typer.echo(
+                    f"execute: {event.done}/{event.total} done, {self.failed} failed, "
+                    f"{event.running} under way, ETA {eta}",
+                    err=True,
+                )
+            return
         if event.result is None:
             self._begin(event)
             return

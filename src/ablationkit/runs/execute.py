@@ -131,12 +131,16 @@ class Captured:
 
 @dataclass
 class Progress:
-    """One report to the caller: ``result`` is None for the first call (before any run)."""
+    """One report to the caller: a run ended (``result``), or the start (no result), or a
+    ``heartbeat``: nothing ended for a while, ``running`` runs are under way (a log of runs
+    that take hours shows it is alive)."""
 
     done: int
     total: int
     skipped: int
     result: RunResult | None = None
+    running: int = 0
+    heartbeat: bool = False
 
 
 @dataclass
@@ -645,6 +649,7 @@ def execute(
     ray: RayOptions | None = None,
     progress: ProgressCallback | None = None,
     env: dict[str, str] | None = None,
+    heartbeat_seconds: float = 60.0,
 ) -> ExecuteReport:
     """Run every unfinished entry of ``grid`` in ``project`` and record it under ``runs_dir``
     (default ``project/runs``); returns what ran, what was skipped and what failed.
@@ -681,7 +686,7 @@ def execute(
     with _exclusive(runs_root):
         return _execute(
             grid, command, project, runs_root, jobs, metrics_file, timeout, retry_failed,
-            ray, progress, env,
+            ray, progress, env, heartbeat_seconds,
         )  # fmt: skip
 
 
@@ -723,6 +728,7 @@ def _execute(
     ray: RayOptions | None,
     progress: ProgressCallback | None,
     env: dict[str, str] | None,
+    heartbeat_seconds: float,
 ) -> ExecuteReport:
     started = time.monotonic()
     todo, skipped = runs_to_do(grid, runs_root, retry_failed=retry_failed)
@@ -740,10 +746,20 @@ def _execute(
         specs.append((spec, run_dir))
     report = ExecuteReport(runs_dir=runs_root, total=len(todo) + len(skipped), skipped=skipped)
 
+    last_report = [time.monotonic()]
+
     def finished(result: RunResult) -> None:
         report.results.append(result)
+        last_report[0] = time.monotonic()
         if progress is not None:
             progress(Progress(len(report.results), len(todo), len(skipped), result))
+
+    def tick(running: int) -> None:
+        now = time.monotonic()
+        if progress is not None and now - last_report[0] >= heartbeat_seconds:
+            last_report[0] = now
+            done = len(report.results)
+            progress(Progress(done, len(todo), len(skipped), running=running, heartbeat=True))
 
     if progress is not None:
         progress(Progress(0, len(todo), len(skipped)))
@@ -751,9 +767,9 @@ def _execute(
         if ray is not None:
             from ablationkit.runs.ray_backend import run_on_ray
 
-            run_on_ray(specs, ray, finished)
+            run_on_ray(specs, ray, finished, tick)
         else:
-            run_locally(specs, jobs or 1, finished)
+            run_locally(specs, jobs or 1, finished, tick)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -762,10 +778,12 @@ def run_locally(
     specs: Sequence[tuple[RunSpec, Path]],
     jobs: int,
     finished: Callable[[RunResult], None],
+    tick: Callable[[int], None] | None = None,
     *,
     poll_seconds: float = 0.05,
 ) -> None:
-    """At most ``jobs`` runs at once, each a subprocess polled by this one thread."""
+    """At most ``jobs`` runs at once, each a subprocess polled by this one thread; ``tick``
+    hears how many are under way at every poll."""
     pending: deque[tuple[RunSpec, Path]] = deque(specs)
     live: list[tuple[Attempt, Path]] = []
     try:
@@ -783,6 +801,8 @@ def run_locally(
                     result = record_run(attempt.spec, run_dir, attempt.captured(), "local")
                     shutil.rmtree(attempt.work, ignore_errors=True)
                     finished(result)
+            if tick is not None:
+                tick(len(live))
     finally:
         for attempt, _ in live:  # interrupted: end what we started, record nothing
             attempt.kill()

@@ -127,6 +127,7 @@ def run_on_ray(
     specs: Sequence[tuple[RunSpec, Path]],
     options: RayOptions,
     finished: Callable[[RunResult], None],
+    tick: Callable[[int], None] | None = None,
 ) -> None:
     """Submit every run as a task with its resources, record each as it finishes.
 
@@ -182,6 +183,8 @@ def run_on_ray(
                     except Exception as exc:  # RayTaskError, WorkerCrashedError, ...
                         captured = _task_failed(spec, exc)
                     finished(record_run(spec, run_dir, captured, "ray"))
+                if tick is not None:
+                    tick(len(pending))
         finally:
             if pending:  # interrupted: end the runs under way, then drop the rest
                 _cancel(ray, list(pending))

@@ -583,3 +583,28 @@ def test_heartbeats_print_a_line_in_a_log(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "execute: 4 runs to do (1 already done)"
     assert err[1].startswith("execute: 1/4 done, 0 failed, 2 under way, ETA ")
+
+
+def test_cli_warns_when_run_outside_the_grids_project(cli: str, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    grid = make_grid(seeds=(0,), lrs=())
+    grid.project, grid.config = str(other), "conf/config.yaml"
+    path = write_grid(project, grid)
+    done = subprocess.run(
+        [cli, "execute", str(path), "--cmd", CMD], cwd=project, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"warning: the grid is for the project {other}, not this folder ({project}); "
+        "runs start here"
+    )
+    (other / "conf").mkdir()
+    (other / "conf" / "config.yaml").write_text("seed: 0\n")
+    again = subprocess.run(
+        [cli, "execute", str(path), "--cmd", CMD, "--retry-failed"], cwd=other,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "warning" not in again.stderr

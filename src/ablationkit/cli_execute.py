@@ -112,6 +112,20 @@ class _Reporter:
             self.bar.stop()
 
 
+def _project_warning(grid: Any, here: Path) -> str | None:
+    """Runs start in the current folder: say so when it does not look like the grid's project
+    (its config missing here, and the grid names another folder), before a whole grid fails
+    with 'No such file'."""
+    if grid.config and (here / grid.config).is_file():
+        return None
+    project = Path(grid.project)
+    if project.is_absolute() and project.is_dir() and project.resolve() != here.resolve():
+        return f"the grid is for the project {project}, not this folder ({here}); runs start here"
+    if grid.config and not Path(grid.config).is_absolute():
+        return f"this folder has no {grid.config} (the grid's config); runs start here"
+    return None
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the runs we started, like Ctrl-C
 
@@ -199,6 +213,9 @@ def register(app: typer.Typer) -> None:
                         "the grid file names none",
                         where=grid_file,
                     )
+                warning = _project_warning(grid, Path.cwd())
+                if warning:
+                    typer.echo(f"warning: {warning}", err=True)
                 options = None
                 if ray or ray_address:
                     num_cpus = None if jobs is None else max(1, round(jobs * cpus_per_run))

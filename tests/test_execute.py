@@ -313,6 +313,42 @@ def test_cli_execute_reports_and_exits_1_when_a_run_failed(cli: str, tmp_path: P
     assert again.returncode == 0 and "0 ok, 0 failed, 3 already done" in again.stderr
 
 
+def test_cli_execute_and_results_from_another_folder_use_the_grids_project(
+    cli: str, tmp_path: Path
+) -> None:
+    """The grid records its project's absolute path: runs start there and `results` reads
+    its runs folder there, wherever the user stands (was: runs failed with 'No such file')."""
+    project = make_project(tmp_path)
+    grid = make_grid(seeds=(0,))
+    grid.project = str(project)
+    path = write_grid(project, grid)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [cli, "execute", str(path), "--cmd", CMD],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 ok, 0 failed" in done.stderr and "warning" not in done.stderr
+    assert sorted(counts(project)) == [
+        run.run_id for run in sorted(grid.runs(), key=lambda r: r.run_id)
+    ]
+    assert not (elsewhere / "runs").exists()
+    shown = subprocess.run(
+        [cli, "results", str(path), "-o", "out"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads((elsewhere / "out" / "results.json").read_text())
+    assert [row["runs"] for row in data["rows"]] == ["1/1"] * 3
+
+
 def test_cli_execute_bad_grid_is_one_line_exit_2(cli: str, tmp_path: Path) -> None:
     (tmp_path / "grid.json").write_text("[1]")
     done = subprocess.run(
@@ -585,7 +621,7 @@ def test_heartbeats_print_a_line_in_a_log(capsys: pytest.CaptureFixture[str]) ->
     assert err[1].startswith("execute: 1/4 done, 0 failed, 2 under way, ETA ")
 
 
-def test_cli_warns_when_run_outside_the_grids_project(cli: str, tmp_path: Path) -> None:
+def test_cli_warns_when_told_to_run_outside_the_grids_project(cli: str, tmp_path: Path) -> None:
     project = make_project(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
@@ -593,13 +629,13 @@ def test_cli_warns_when_run_outside_the_grids_project(cli: str, tmp_path: Path) 
     grid.project, grid.config = str(other), "conf/config.yaml"
     path = write_grid(project, grid)
     done = subprocess.run(
-        [cli, "execute", str(path), "--cmd", CMD], cwd=project, capture_output=True, text=True,
-        timeout=60,
+        [cli, "execute", str(path), "--cmd", CMD, "--project", "."], cwd=project,
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[0] == (
-        f"warning: the grid is for the project {other}, not this folder ({project}); "
-        "runs start here"
+        f"warning: the grid is for the project {other}, not {project.resolve()}; "
+        f"runs start in {project.resolve()}"
     )
     (other / "conf").mkdir()
     (other / "conf" / "config.yaml").write_text("seed: 0\n")

@@ -112,6 +112,17 @@ class _Reporter:
             self.bar.stop()
 
 
+def _project_of(grid: Any, given: Path | None) -> Path:
+    """Where runs start: ``--project``, else the folder the grid was made for (so `execute`
+    works from anywhere), else — a grid moved to another machine — the current folder."""
+    if given is not None:
+        return given.resolve()
+    recorded = Path(grid.project)
+    if recorded.is_absolute() and recorded.is_dir():
+        return recorded
+    return Path.cwd().resolve()
+
+
 def _project_warning(grid: Any, here: Path) -> str | None:
     """Runs start in the current folder: say so when it does not look like the grid's project
     (its config missing here, and the grid names another folder), before a whole grid fails
@@ -120,9 +131,9 @@ def _project_warning(grid: Any, here: Path) -> str | None:
         return None
     project = Path(grid.project)
     if project.is_absolute() and project.is_dir() and project.resolve() != here.resolve():
-        return f"the grid is for the project {project}, not this folder ({here}); runs start here"
+        return f"the grid is for the project {project}, not {here}; runs start in {here}"
     if grid.config and not Path(grid.config).is_absolute():
-        return f"this folder has no {grid.config} (the grid's config); runs start here"
+        return f"{here} has no {grid.config} (the grid's config); runs start there"
     return None
 
 
@@ -167,8 +178,19 @@ def register(app: typer.Typer) -> None:
                 "--cpus-per-run CPUs, default all cores).",
             ),
         ] = None,
+        project: Annotated[
+            Path | None,
+            typer.Option(
+                "--project",
+                help="The experiment folder runs start in (default: the grid's project, "
+                "else here).",
+            ),
+        ] = None,
         runs_dir: Annotated[
-            Path, typer.Option("--runs-dir", help="Where each run's files go.")
+            Path,
+            typer.Option(
+                "--runs-dir", help="Where each run's files go (relative: in the project)."
+            ),
         ] = Path("runs"),
         metrics_file: Annotated[
             str | None,
@@ -213,7 +235,8 @@ def register(app: typer.Typer) -> None:
                         "the grid file names none",
                         where=grid_file,
                     )
-                warning = _project_warning(grid, Path.cwd())
+                here = _project_of(grid, project)
+                warning = _project_warning(grid, here)
                 if warning:
                     typer.echo(f"warning: {warning}", err=True)
                 options = None
@@ -223,7 +246,7 @@ def register(app: typer.Typer) -> None:
                 report = execute(
                     grid,
                     command,
-                    project=Path.cwd(),
+                    project=here,
                     runs_dir=runs_dir,
                     jobs=jobs,
                     metrics_file=metrics_file,
@@ -246,8 +269,17 @@ def register(app: typer.Typer) -> None:
     @app.command("results")
     def results_command(
         grid_file: Annotated[Path, typer.Argument(help="The grid file the runs came from.")],
+        project: Annotated[
+            Path | None,
+            typer.Option(
+                "--project", help="The experiment folder (default: the grid's project, else here)."
+            ),
+        ] = None,
         runs_dir: Annotated[
-            Path, typer.Option("--runs-dir", help="The runs folder of `execute`.")
+            Path,
+            typer.Option(
+                "--runs-dir", help="The runs folder of `execute` (relative: in the project)."
+            ),
         ] = Path("runs"),
         out: Annotated[
             Path, typer.Option("-o", "--out", help="Folder for results.md/.tex/.json/.png.")
@@ -272,6 +304,8 @@ def register(app: typer.Typer) -> None:
 
         with _user_errors():
             grid = load_grid(grid_file)
+            if not runs_dir.is_absolute():
+                runs_dir = _project_of(grid, project) / runs_dir
             table = collect(
                 grid, runs_dir, lower=lower or (), higher=higher or (), metrics=metric or ()
             )

@@ -317,10 +317,31 @@ def test_a_reasoning_that_restates_the_instructions_gets_a_note_not_a_re_ask(
     notes: list[str] = []
     result = planned(fake_llm, tmp_path, notes, k=3)
     assert len(fake_llm.requests) == 1
-    assert "restates the instructions the model was given" in result.reasoning
+    assert "I will read the method section" not in result.reasoning
+    assert "Ablation studies attribute" not in result.reasoning
+    assert "2 sentence(s) of this reasoning that restated the instructions" in result.reasoning
     assert "warning: the reasoning mostly restates the planner's instructions" in notes
     fake_llm.script(reply(SCORER, DPP, BUDGET))
-    assert "restates" not in planned(fake_llm, tmp_path, k=3).reasoning
+    assert "restated" not in planned(fake_llm, tmp_path, k=3).reasoning
+
+
+def test_restated_sentences_go_and_the_papers_own_stay() -> None:
+    """Seen on the embedded model in reviewer mode: a whole reasoning made of the prompt's
+    rule about reported ablations. Its sentences go; one about the paper stays."""
+    from ablationkit.planner.config import PlanConfig
+    from ablationkit.planner.core import _instruction_text
+    from ablationkit.planner.guards import drop_restated
+
+    instructions = _instruction_text(PlanConfig(mode="reviewer"))
+    assert "never write that it reports none" in instructions
+    reasoning = (
+        "The paper already reports ablations, so never write that it reports none. "
+        "The paper does report ablations, so never write that it reports none.\n"
+        "CoLES never varies the margin of its contrastive loss, so its effect is unknown."
+    )
+    kept, removed = drop_restated(reasoning, instructions)
+    assert removed == 2
+    assert kept == reasoning.splitlines()[-1]
 
 
 def test_the_prompt_asks_for_reasoning_about_the_paper_and_k_items(

@@ -41,6 +41,7 @@ from ablationkit.planner.guards import (
     concrete_metrics,
     concrete_values,
     describe_setting,
+    drop_restated,
     example_copy,
     is_index_or_indicator,
     is_symbol,
@@ -60,6 +61,7 @@ from ablationkit.planner.reference import (
 )
 from ablationkit.planner.reported import (
     ReportedAblation,
+    denies_ablations,
     render_reported,
     reported_ablations,
     unreported_hints,
@@ -739,21 +741,36 @@ def _paper_text(request: PlanRequest) -> str:
 def _instruction_text(config: PlanConfig) -> str:
     """Our prompts without any paper in them: what a reasoning must not merely restate."""
     messages = render_messages(
-        Paper(), config.mode, config.k, paper_text="", hints="", prompt_file=config.prompt_file
+        Paper(),
+        config.mode,
+        config.k,
+        paper_text="",
+        hints="",
+        prompt_file=config.prompt_file,
+        reported="-",  # the reviewer prompt's instructions about reported ablations too
     )
     return "\n".join(m["content"] for m in messages)
 
 
 def note_restated_reasoning(reasoning: str, request: PlanRequest, progress: PlanProgress) -> str:
-    """``reasoning`` with a note when it mostly restates our instructions ("I will read the
-    method section and list its components") instead of reasoning about the paper; such a
-    reply is not asked again (its ablations may still be good), but the reader is told."""
-    if restated_share(reasoning, _instruction_text(request.config)) < 0.5:
+    """``reasoning`` without the sentences that restate our instructions ("I will read the
+    method section and list its components"; "The paper does report ablations, so never
+    write that it reports none"), with a note saying so: the trace is about the paper. Such
+    a reply is not asked again (its ablations may still be good)."""
+    instructions = _instruction_text(request.config)
+    mostly = restated_share(reasoning, instructions) >= 0.5
+    kept, removed = drop_restated(reasoning, instructions, keep=denies_ablations)
+    if not removed:
         return reasoning
-    progress.stage("warning: the reasoning mostly restates the planner's instructions")
+    progress.stage(
+        "warning: the reasoning mostly restates the planner's instructions"
+        if mostly
+        else f"warning: {removed} sentence(s) of the reasoning restated the instructions"
+    )
     return (
-        f"{reasoning}\n\n(Note from the planner: most of this reasoning restates the "
-        "instructions the model was given rather than discussing the paper.)"
+        f"{kept}\n\n(Note from the planner: {removed} sentence(s) of this reasoning that "
+        "restated the instructions the model was given, rather than discussing the paper, "
+        "were removed.)"
     ).strip()
 
 

@@ -300,6 +300,44 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
+def _instruction_rules(instructions: str) -> list[set[str]]:
+    rules = [
+        {_stem(w) for w in _content(_words(sentence))} for sentence in _sentences(instructions)
+    ]
+    return [rule for rule in rules if len(rule) >= 3]
+
+
+def _restates(sentence: str, rules: list[set[str]]) -> bool | None:
+    """Whether ``sentence`` restates one of ``rules`` (None: too short to tell)."""
+    words = {_stem(w) for w in _content(_words(sentence))}
+    if len(words) < 4:
+        return None
+    return any(len(words & rule) >= 0.6 * len(words) for rule in rules)
+
+
+def drop_restated(
+    reasoning: str, instructions: str, keep: Callable[[str], bool] | None = None
+) -> tuple[str, int]:
+    """``reasoning`` without its sentences that restate an instruction (as
+    ``restated_share`` counts them) unless ``keep`` says a sentence is a claim to keep, and
+    how many went. Lines are kept as lines: a reasoning is short, its paragraphs the model's."""
+    rules = _instruction_rules(instructions)
+    removed = 0
+    lines = []
+    for line in reasoning.split("\n"):
+        kept = []
+        for sentence in re.split(r"(?<=[.!?])\s+", line):
+            if sentence.strip() and _restates(sentence, rules) and not (keep and keep(sentence)):
+                removed += 1
+            else:
+                kept.append(sentence)
+        lines.append(" ".join(kept))
+    if not removed:
+        return reasoning, 0
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return text, removed
+
+
 def restated_share(reasoning: str, instructions: str) -> float:
     """The share of the reasoning's sentences that restate an instruction sentence.
 
@@ -308,18 +346,14 @@ def restated_share(reasoning: str, instructions: str) -> float:
     section and list its main components"). A reasoning about the paper names the paper's
     own components, which the instructions never contain, so it scores near 0.
     """
-    rules = [
-        {_stem(w) for w in _content(_words(sentence))} for sentence in _sentences(instructions)
-    ]
-    rules = [rule for rule in rules if len(rule) >= 3]
+    rules = _instruction_rules(instructions)
     counted = restated = 0
     for sentence in _sentences(reasoning):
-        words = {_stem(w) for w in _content(_words(sentence))}
-        if len(words) < 4:
+        verdict = _restates(sentence, rules)
+        if verdict is None:
             continue
         counted += 1
-        if any(len(words & rule) >= 0.6 * len(words) for rule in rules):
-            restated += 1
+        restated += verdict
     return restated / counted if counted else 0.0
 
 

@@ -547,18 +547,23 @@ _MISSING_SOME = re.compile(
 _CORRECTION = "(Correction by the planner: the paper does report ablations:"
 
 
+def denies_ablations(sentence: str) -> bool:
+    """Whether ``sentence`` claims the paper reports no ablations: a claim about the paper
+    (to be corrected where it is wrong), not a restated instruction to be removed."""
+    return any(
+        not _MISSING_SOME.search(sentence, m.start(), m.end() + 30)
+        for m in _NONE_CLAIM.finditer(sentence)
+    )
+
+
 def correct_reasoning(reasoning: str, reported: Sequence[ReportedAblation]) -> str:
     """``reasoning`` with a correction when it claims the paper reports no ablations although
     ``reported`` is not empty. "Lacks an ablation of the margin" is a fair claim and stays.
     Corrected once: a corrected reasoning is returned as it is."""
-    if not reported or _CORRECTION in reasoning:
+    if not reported or _CORRECTION in reasoning or not denies_ablations(reasoning):
         return reasoning
-    for match in _NONE_CLAIM.finditer(reasoning):
-        if _MISSING_SOME.search(reasoning, match.start(), match.end() + 30):
-            continue
-        listed = "; ".join(item.description for item in reported[:5])
-        return (f"{reasoning}\n\n{_CORRECTION} {listed}.)").strip()
-    return reasoning
+    listed = "; ".join(item.description for item in reported[:5])
+    return (f"{reasoning}\n\n{_CORRECTION} {listed}.)").strip()
 
 
 def without_reported(

@@ -226,6 +226,11 @@ def test_reviewer_plan_drops_ablations_the_paper_reports(
     assert "already in the paper" in result.reasoning
     assert "'No diversity term'" in result.reasoning and "'Frame budget'" in result.reasoning
     assert any(n.startswith("warning:") and "No diversity term" in n for n in notes)
+    follow_up = fake_llm.requests[1]["messages"][-1]["content"]
+    assert (
+        'The paper already reports these, so they are not missing: "No diversity term"; '
+        '"Frame budget". Do not propose them again.'
+    ) in follow_up
 
 
 def test_reviewer_reasoning_that_denies_the_papers_ablations_is_corrected(

@@ -611,7 +611,10 @@ async def acomplete_plan(
     reasoning = note_restated_reasoning(reasoning, request, progress)
     # reviewer mode: what the paper already reports goes before the guard decides to ask for
     # the missing items, and again after (on what that call returned)
+    proposed = ablations
     reasoning, ablations = without_reported(reasoning, ablations, request.reported, progress.stage)
+    kept_ids = {id(a) for a in ablations}
+    reported_repeats = [a for a in proposed if id(a) not in kept_ids]
     looped = replies[-1].finish_reason == RepetitionGuard.FINISH_REASON and not ablations
     if looped:
         progress.stage(
@@ -626,6 +629,7 @@ async def acomplete_plan(
         ablations=ablations,
         last=replies[-1],
         shown=json.dumps({"reasoning": reasoning}, ensure_ascii=False) if looped else None,
+        already_reported=reported_repeats,
     )
     replies = [*replies, *more]
     if looped and not ablations:
@@ -779,9 +783,19 @@ def _quoted(ablations: list[Ablation]) -> str:
 
 
 def _follow_up_prompt(
-    bad: list[tuple[Ablation, str]], kept: list[Ablation], wanted: int, k: int, given: int
+    bad: list[tuple[Ablation, str]],
+    kept: list[Ablation],
+    wanted: int,
+    k: int,
+    given: int,
+    already_reported: Sequence[Ablation] = (),
 ) -> str:
     lines = []
+    if already_reported:
+        lines.append(
+            "The paper already reports these, so they are not missing: "
+            f"{_quoted(list(already_reported))}. Do not propose them again."
+        )
     if bad:
         lines.append("These ablations of your plan cannot be used:")
         lines.extend(f'- "{a.name}": {why}.' for a, why in bad)
@@ -851,6 +865,7 @@ async def guard_ablations(
     ablations: list[Ablation],
     last: Completion,
     shown: str | None = None,
+    already_reported: Sequence[Ablation] = (),
 ) -> tuple[str, list[Ablation], list[Completion]]:
     """The guard rails on a parsed plan: ``(reasoning, ablations, extra replies)``.
 
@@ -860,7 +875,8 @@ async def guard_ablations(
     far (``shown``: what the model is shown of its reply; a looped reply is shown de-looped);
     replacements take the places of the unusable items. Whatever is still unusable is
     dropped, and the reasoning says which and why. A plan stays short rather than padded
-    with junk.
+    with junk. ``already_reported``: reviewer-mode items dropped because the paper reports
+    them; the follow-up names them so the model does not propose them again.
     """
     k, hints = request.k, request.hints
     paper_text = _paper_text(request)
@@ -877,7 +893,7 @@ async def guard_ablations(
         f"asking the model again for {wanted} ablation{'s' if wanted > 1 else ''}"
         + (f" ({len(bad)} unusable)" if bad else "")
     )
-    prompt = _follow_up_prompt(bad, kept, wanted, k, len(items))
+    prompt = _follow_up_prompt(bad, kept, wanted, k, len(items), already_reported)
     shown = last.text if shown is None else shown  # the model's reply, as the conversation
     new, replies = await _ask_for_more(request, client, call, shown, prompt, wanted)
     dropped = list(bad)

@@ -17,8 +17,10 @@ the noise of a shared machine hits them alike; the figures are medians over roun
   client's clock: prompt tokens / time to the first token, and the other tokens / the time
   after it. Its ratio to the best raw row is the figure of merit (goal >= 0.9x).
 
-The load average and each child's CPU share (CPU seconds / wall seconds) are printed: on a
-machine shared with other work, they say how much of the machine the figures had.
+The load average and each child's CPU share (CPU seconds / wall seconds, over the timed
+request) are printed: on a machine shared with other work they say how much of it the
+figures had. "per CPU-s" divides a rate by that share: what a setting does with the CPU it
+got, steadier than wall-clock rates when the share varies (spinning threads count as busy).
 """
 
 from __future__ import annotations
@@ -202,6 +204,9 @@ def _measure(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"{setting.name}: the measurement failed: {done.stderr.strip()[-500:]}")
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
     result["load_before"] = load
+    # what the setting does with the CPU it got (a shared machine gives a varying share)
+    result["pp_cpu"] = result["pp"] / result["cpu_share"]
+    result["tg_cpu"] = result["tg"] / result["cpu_share"]
     return result
 
 
@@ -214,9 +219,18 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated setting names")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--report", help="print the tables of a --json file, measure nothing")
     args = parser.parse_args()
     if args.child:
         _child(args)
+        return
+    if args.report:
+        with open(args.report, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        for key in ("prompt_tokens", "tokens"):
+            setattr(args, key, saved["args"][key])
+        by_name = {s.name: s for s in SWEEP}
+        _report([by_name[n] for n in saved["results"]], saved["results"], args)
         return
 
     wanted = set(filter(None, args.only.split(",")))
@@ -238,7 +252,11 @@ def main() -> None:
                 f"cpu share {result['cpu_share']:.2f}",
                 flush=True,
             )
-    print(f"machine time {time.perf_counter() - started:.0f} s")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        f"machine time {time.perf_counter() - started:.0f} s, of it "
+        f"{children.ru_utime + children.ru_stime:.0f} CPU-seconds in the measurements"
+    )
     _report(settings, results, args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -255,9 +273,10 @@ def _report(
     print()
     print(
         "| setting | path | threads | n_batch | n_ubatch | flash attn | KV | OMP wait "
-        f"| pp{args.prompt_tokens} t/s | tg{args.tokens} t/s | load avg |"
+        f"| pp{args.prompt_tokens} t/s | tg{args.tokens} t/s | pp per CPU-s | tg per CPU-s "
+        "| CPU share | load avg |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in settings:
         threads = (
             f"auto ({results[s.name][0].get('threads')})" if s.threads == 0 else str(s.threads)
@@ -266,7 +285,8 @@ def _report(
             f"| {s.name} | {s.path} | {threads} | {s.n_batch} | {s.n_ubatch} | {s.flash_attn} "
             f"| {s.cache_type} | {s.wait if s.path == 'raw' else 'passive'} "
             f"| {median(s.name, 'pp'):.1f} | {median(s.name, 'tg'):.1f} "
-            f"| {median(s.name, 'load_before'):.1f} |"
+            f"| {median(s.name, 'pp_cpu'):.1f} | {median(s.name, 'tg_cpu'):.1f} "
+            f"| {median(s.name, 'cpu_share'):.2f} | {median(s.name, 'load_before'):.1f} |"
         )
     raw = [s.name for s in settings if s.path == "raw"]
     ours = [s.name for s in settings if s.path == "ablationkit"]
@@ -276,6 +296,9 @@ def _report(
     best_tg = max(raw, key=lambda n: median(n, "tg"))
     print(f"\nbest raw prompt processing: {best_pp} {median(best_pp, 'pp'):.1f} t/s")
     print(f"best raw generation:        {best_tg} {median(best_tg, 'tg'):.1f} t/s")
+    best_pp_cpu = max(raw, key=lambda n: median(n, "pp_cpu"))
+    best_tg_cpu = max(raw, key=lambda n: median(n, "tg_cpu"))
+    print(f"best raw per CPU-second: prompt {best_pp_cpu}, generation {best_tg_cpu}")
     for name in ours:
         pp_ratio = median(name, "pp") / median(best_pp, "pp")
         tg_ratio = median(name, "tg") / median(best_tg, "tg")
@@ -284,12 +307,16 @@ def _report(
             f"generation {tg_ratio:.2f}x; the server's own timings for ablationkit: "
             f"pp {median(name, 'server_pp'):.1f} t/s, tg {median(name, 'server_tg'):.1f} t/s"
         )
+        pp_cpu = median(name, "pp_cpu") / median(best_pp_cpu, "pp_cpu")
+        tg_cpu = median(name, "tg_cpu") / median(best_tg_cpu, "tg_cpu")
+        print(
+            f"ablationkit / best raw per CPU-second: prompt {pp_cpu:.2f}x, generation {tg_cpu:.2f}x"
+        )
     loads = [r["load_before"] for rs in results.values() for r in rs]
     print(
         f"load average (1 min) before each measurement: median {statistics.median(loads):.1f}, "
         f"min {min(loads):.1f}, max {max(loads):.1f} on {os.cpu_count()} cores"
     )
-    print(f"children's CPU time: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime:.0f} s")
 
 
 if __name__ == "__main__":

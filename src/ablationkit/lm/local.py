@@ -152,6 +152,12 @@ class EmbeddedConfig:
     n_ubatch: int = 512  # tokens per compute pass within it
     flash_attn: str = "auto"  # "auto" (on where the CPU backend supports it), "on", "off"
     cache_type: str = "f16"  # KV cache type: "f16" or "q8_0" (q8_0 needs flash attention)
+    # llama.cpp's RAM prompt cache (MiB; its default is 8192). It keeps the KV state of every
+    # prompt a slot moves away from, for a later request that starts the same way. Planning
+    # never comes back to an earlier paper, and the part papers share (the system prompt)
+    # stays in the slot itself, so that cache only grew: by the whole KV of each paper
+    # (~28 KB a token on the default model), to gigabytes over a batch.
+    prompt_cache_mib: int = 0
 
 
 def physical_cores() -> int:
@@ -216,6 +222,7 @@ def runtime_params(weights: Path, config: EmbeddedConfig, xllamacpp: Any) -> Any
     kv_type = getattr(xllamacpp.ggml_type, _CACHE_TYPES[config.cache_type])
     params.cache_type_k = kv_type
     params.cache_type_v = kv_type
+    params.cache_ram_mib = config.prompt_cache_mib
     params.verbosity = -1
     params.hostnames = ["127.0.0.1"]
     params.port = 0

@@ -8,6 +8,7 @@ measuring wall-clock time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -426,6 +427,10 @@ class RawServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the client went away: its test says what it saw
+            self._serve_connection(conn)
+
+    def _serve_connection(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as reader:
             served = 0
             while True:
@@ -610,3 +615,53 @@ def test_prefetch_imports_the_sdk_only_for_models_that_need_it(
         [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.stdout.strip() == str(imported), result.stderr
+
+
+# ------------------------------------------------------------------ hostile servers, thin path
+# A server on the network may send without end: the client's memory must stay bounded.
+
+
+def _endless(head: bytes, piece: bytes, limit: int) -> Callable[[bytes], bytes]:
+    """An answer of ``head`` and then ``piece`` repeated past ``limit`` bytes (a stand-in
+    for a body that never ends: RawServer sends it whole)."""
+    return lambda body: head + piece * (limit // len(piece) + 2)
+
+
+@pytest.mark.parametrize(
+    ("head", "piece", "stream"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n", b"x" * 4096, False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n", b"x" * 4096, False),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", b"data: y" * 512, True),
+    ],
+    ids=["body-without-end", "huge-content-length", "event-line-without-end"],
+)
+def test_reply_larger_than_the_limit_fails_at_once_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, head: bytes, piece: bytes, stream: bool
+) -> None:
+    from ablationkit.lm import backend_http
+
+    monkeypatch.setattr(backend_http, "MAX_REPLY_BYTES", 1 << 20)
+    with RawServer(_endless(head, piece, 1 << 20)) as server:
+        lm, sleep = client(tmp_path, cache=False)
+        with pytest.raises(ModelCallError) as info:
+            lm.complete(
+                "hi", model="m", api_base=server.url, on_token=(lambda _: None) if stream else None
+            )
+        lm.close()
+    assert str(info.value) == "m: reply larger than 1 MiB: refused"
+    assert sleep.waits == [] and server.requests == 1  # not retried: it would do it again
+
+
+def test_endless_headers_are_a_protocol_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ablationkit.lm import backend_http
+
+    monkeypatch.setattr(backend_http, "LINE_LIMIT", 1 << 16)
+    head = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"p" * (1 << 17)
+    with RawServer(lambda body: head) as server:
+        lm, _ = client(tmp_path, cache=False, attempts=2)
+        with pytest.raises(ModelCallError, match=r"connection failed \(RemoteProtocolError\)"):
+            lm.complete("hi", model="m", api_base=server.url)
+        lm.close()

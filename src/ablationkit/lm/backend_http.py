@@ -41,6 +41,9 @@ from ablationkit.lm.types import Completion, Message, ModelCallError, StopGenera
 # The longest header or server-sent-event line accepted (asyncio's default is 64 KiB; a
 # server may send a long reply as one event).
 LINE_LIMIT = 1 << 24
+# The most bytes one reply may have: a chat completion is a few MB at most; a server that
+# sends without end (a body or an event line that never ends) must not fill the memory.
+MAX_REPLY_BYTES = 64 << 20
 # Idle keep-alive connections kept per server: one per request in flight is enough, since
 # the client's concurrency limit bounds those.
 MAX_IDLE = 512
@@ -96,6 +99,10 @@ class ReadError(ConnectionError):
 
 class WriteError(ConnectionError):
     """The connection failed while the request was sent."""
+
+
+class ReplyTooLarge(Exception):
+    """The reply went past ``MAX_REPLY_BYTES``: refused, not retried (it would again)."""
 
 
 class HTTPStatusError(Exception):
@@ -161,21 +168,34 @@ class Response:
         return b"".join([piece async for piece in self._pieces()])
 
     async def lines(self) -> AsyncGenerator[bytes, None]:
-        """The body's lines, without their line ends."""
-        pending = b""
+        """The body's lines, without their line ends; linear in the body (each piece is
+        searched once, however long a line grows)."""
+        line = bytearray()
         pieces = self._pieces()
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
-                pending += piece
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line.removesuffix(b"\r")
-        if pending:
-            yield pending.removesuffix(b"\r")
+                start = 0
+                while (end := piece.find(b"\n", start)) != -1:
+                    line += piece[start:end]
+                    yield bytes(line).removesuffix(b"\r")
+                    line.clear()
+                    start = end + 1
+                line += piece[start:]
+        if line:
+            yield bytes(line).removesuffix(b"\r")
 
     async def _pieces(self) -> AsyncGenerator[bytes, None]:
-        """The body as it arrives, framed by Content-Length, chunked transfer encoding or the
-        end of the connection; each wait for bytes bounded by ``timeout``."""
+        """The body as it arrives, at most ``MAX_REPLY_BYTES`` (``ReplyTooLarge``), framed by
+        Content-Length, chunked transfer encoding or the end of the connection; each wait for
+        bytes bounded by ``timeout``."""
+        received = 0
+        async for piece in self._framed():
+            received += len(piece)
+            if received > MAX_REPLY_BYTES:
+                raise ReplyTooLarge(f"reply larger than {MAX_REPLY_BYTES >> 20} MiB")
+            yield piece
+
+    async def _framed(self) -> AsyncGenerator[bytes, None]:
         reader = self.connection.reader
         keep = self.keep_alive
         try:
@@ -198,6 +218,8 @@ class Response:
                     length = int(self.headers["content-length"])
                 except ValueError:
                     raise RemoteProtocolError("malformed Content-Length") from None
+                if length > MAX_REPLY_BYTES:  # said before it is sent: refused at once
+                    raise ReplyTooLarge(f"reply larger than {MAX_REPLY_BYTES >> 20} MiB")
                 async for piece in self._exactly(length):
                     yield piece
             else:  # the body ends with the connection
@@ -396,6 +418,8 @@ def classify(exc: BaseException, route: Route, timeout: float | None = None) -> 
     """A transport or status failure -> TransientError (retry) or ModelCallError (give up),
     with the texts ``backend_openai.classify`` gives for the SDK's exceptions."""
     name = route.model_id
+    if isinstance(exc, ReplyTooLarge):
+        return ModelCallError(f"{name}: {exc}: refused")
     if isinstance(exc, HTTPStatusError):
         status = exc.status
         retry_after = parse_retry_after(exc.headers.get("retry-after"))

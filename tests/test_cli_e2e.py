@@ -232,3 +232,31 @@ def test_one_failing_preparation_fails_its_paper_only(
     assert sorted(report.done) == ["p000", "p002", "p003", "p004"]
     assert report.failed == {"p001": "p001: unreadable"}
     assert len(server.requests) == 4
+
+
+def test_a_new_run_checks_no_plan_file_before_its_first_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run has no plans folder: nothing to resume, so no paper's plan file is looked
+    for (10,000 of them took 0.5 s before the first request). A resumed run checks them."""
+    from ablationkit.bench import Run
+    from ablationkit.bench.store import RunStore
+    from ablationkit.lm import LMClient
+
+    looked: list[str] = []
+    original = RunStore.finished_plan
+
+    def counting(self: RunStore, paper_id: str) -> Any:
+        looked.append(paper_id)
+        return original(self, paper_id)
+
+    monkeypatch.setattr(RunStore, "finished_plan", counting)
+    data = dataset(tmp_path / "data.jsonl", 4)
+    with FakeLLMServer(default=json.dumps(PLAN)) as server:
+        lm = LMClient(cache=False)
+        first = Run(tmp_path / "run", client=lm).plan(data, model="m", api_base=server.url, k=2)
+        assert len(first.done) == 4 and looked == []
+        again = Run(tmp_path / "run", client=lm).plan(data, model="m", api_base=server.url, k=2)
+        lm.close()
+    assert again.done == [] and sorted(again.skipped) == ["p000", "p001", "p002", "p003"]
+    assert sorted(looked) == ["p000", "p001", "p002", "p003"]

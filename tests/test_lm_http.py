@@ -665,3 +665,25 @@ def test_endless_headers_are_a_protocol_error(
         with pytest.raises(ModelCallError, match=r"connection failed \(RemoteProtocolError\)"):
             lm.complete("hi", model="m", api_base=server.url)
         lm.close()
+
+
+def test_key_with_a_line_break_is_refused_before_any_request(
+    fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key with CR/LF in it (a damaged .env) would add headers of its own to the request."""
+    from ablationkit.lm import ModelConfigError
+
+    monkeypatch.setenv("ABLATIONKIT_API_KEY", "sk-test-0123456789\r\nX-Injected: yes")
+    lm, sleep = client(tmp_path, cache=False)
+    with pytest.raises(ModelConfigError) as info:
+        lm.complete("hi", model="m", api_base=fake_llm.url)
+    lm.close()
+    assert str(info.value) == "m: ABLATIONKIT_API_KEY holds a line break: not a key"
+    assert fake_llm.requests == [] and sleep.waits == []
+
+
+def test_space_in_the_server_path_is_percent_encoded() -> None:
+    from ablationkit.lm.backend_http import HTTPPool
+
+    pool = HTTPPool("http://127.0.0.1:9/my models/v1", "key")
+    assert pool.prefix == "/my%20models/v1" and pool.host_header == "127.0.0.1:9"

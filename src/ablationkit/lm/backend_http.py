@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import AsyncGenerator
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ablationkit import __version__
 from ablationkit.lm import progress
@@ -136,7 +136,7 @@ class _Connection:
 
     def usable(self) -> bool:
         """Whether an idle connection can carry another request: the server has not closed
-        it (a keep-alive timeout) and sent nothing unasked."""
+        it (a keep-alive timeout), as far as this side knows yet."""
         return not self.writer.is_closing() and not self.reader.at_eof()
 
     def close(self) -> None:
@@ -270,7 +270,8 @@ class HTTPPool:
         self.base_url = base_url
         self.host = parts.hostname or ""
         self.port = parts.port or 80
-        self.prefix = parts.path.rstrip("/")
+        # as httpx would send it: what is not allowed in a path, percent-encoded
+        self.prefix = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=-._~")
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if parts.port is None else f"{host}:{parts.port}"
         if parts.username is not None or parts.password is not None:
@@ -281,6 +282,8 @@ class HTTPPool:
             self.authorization = f"Basic {token}"
         else:
             self.authorization = f"Bearer {api_key}"
+        if "\r" in self.authorization or "\n" in self.authorization:
+            raise ValueError("a line break in the credentials")  # LMClient refuses it first
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
 

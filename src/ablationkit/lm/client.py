@@ -330,6 +330,10 @@ class LMClient:
                 "environment or in .env"
             )
         register_secret(key)  # whatever a server echoes of it stays out of the output
+        if "\r" in key or "\n" in key:  # sent as it is, it would add headers of its own
+            raise ModelConfigError(
+                f"{route.model_id}: {route.key_variable} holds a line break: not a key"
+            )
         return route, key
 
     def _http_pool(self, route: Route, key: str) -> backend_http.HTTPPool:

@@ -687,3 +687,15 @@ def test_space_in_the_server_path_is_percent_encoded() -> None:
 
     pool = HTTPPool("http://127.0.0.1:9/my models/v1", "key")
     assert pool.prefix == "/my%20models/v1" and pool.host_header == "127.0.0.1:9"
+
+
+def test_one_client_in_successive_event_loops(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
+    """``asyncio.run`` twice (a script, a notebook's cells): a new loop may get the id of a
+    closed one; its connections must not be the closed loop's."""
+    lm, _ = client(tmp_path, cache=False)
+
+    async def ask(question: str) -> str:
+        return (await lm.acomplete(question, model="m", api_base=fake_llm.url)).text
+
+    assert [asyncio.run(ask(f"q{i}")) for i in range(4)] == ["OK"] * 4
+    assert lm.usage.calls == 4

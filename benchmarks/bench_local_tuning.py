@@ -13,7 +13,7 @@ the noise of a shared machine hits them alike; the figures are medians over roun
 * ``raw ...`` rows are llama-bench-style figures: xllamacpp's in-process call (no HTTP, no
   ablationkit), rated by the runtime's own timings (prompt and generation tokens/s).
 * ``ablationkit`` is the path a user gets: ``LMClient`` on ``local`` with the defaults of
-  ``ablationkit.lm.local`` (streamed over loopback HTTP through the openai SDK), rated by the
+  ``ablationkit.lm.local`` (streamed over loopback HTTP by ablationkit's client), rated by the
   client's clock: prompt tokens / time to the first token, and the other tokens / the time
   after it. Its ratio to the best raw row is the figure of merit (goal >= 0.9x).
 
@@ -142,7 +142,7 @@ def _ablationkit(model: str, tokens: int, prompt_tokens: int) -> dict[str, Any]:
     server = embedded_server(model)
     load_s = time.perf_counter() - t0
     client = LMClient(cache=False)
-    # the SDK's import and the connection are paid once per process, not per paper
+    # the client's imports and the connection are paid once per process, not per paper
     client.complete("Say yes.", model, max_tokens=1, temperature=0)
     messages = _prompt(model, prompt_tokens)
     first: list[float] = []

@@ -555,3 +555,19 @@ def test_no_batch_size_from_reports_of_two_calls(tmp_path: Path) -> None:
     assert tracker.batch is None
     tracker.prompt(PromptProgress(total=3000, cached=600, processed=1112, ms=5000))
     assert tracker.batch == 512
+
+
+def test_a_judge_named_like_an_emoji_code_is_logged_as_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """rich turns ":m:" into an emoji: the log said "judging with lmⓂ 0/? papers"."""
+    from ablationkit.cli import _progress_bar
+
+    bar, update = _progress_bar("judging with lm:m")
+    with bar:
+        update("", 0, 2, 0.0)
+        update("paper-a", 1, 2, 0.0)
+    err = capsys.readouterr().err
+    assert "Ⓜ" not in err
+    assert err.splitlines()[0].startswith("judging with lm:m: 0/2 papers")
+    assert "(done: paper-a)" in err.splitlines()[1]

@@ -615,7 +615,8 @@ def _progress_bar(label: str, config: Any = None) -> tuple[Any, Any]:
         tracker = PlanTracker(
             config.model, expected_reply=typical_reply_tokens(config.k, limit), max_reply=limit
         )
-    bar = BatchProgress(Console(stderr=True, highlight=False), label, tracker)
+    # emoji off: a judge named "lm:m" must not print as "lmⓂ" (rich's ":m:" emoji code)
+    bar = BatchProgress(Console(stderr=True, highlight=False, emoji=False), label, tracker)
     return bar, bar.update
 
 

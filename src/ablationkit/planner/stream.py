@@ -421,7 +421,7 @@ class LogTicker:
     ``stop`` ends it."""
 
     def __init__(
-        self, describe: Callable[[], str], emit: Callable[[str], None], every: float
+        self, describe: Callable[[], str | None], emit: Callable[[str], None], every: float
     ) -> None:
         self.describe, self.emit, self.every = describe, emit, every
         self._stop = threading.Event()
@@ -434,7 +434,9 @@ class LogTicker:
     def _run(self) -> None:
         while True:
             try:
-                self.emit(self.describe())
+                line = self.describe()  # None: nothing to say yet
+                if line is not None:
+                    self.emit(line)
             except Exception:  # a broken display must not take the run down
                 return
             if self._stop.wait(self.every):
@@ -665,10 +667,12 @@ class BatchProgress:
         """The runner's ``Progress`` callback: a paper finished (``paper_id`` empty: the
         stage begins, with ``finished`` papers already done)."""
         paper_id = _one_line(paper_id)  # a dataset's id: no line breaks into the log
+        began = False
         with self._lock:
             if self._first is None:
                 self._first, self.started = finished, self.clock()
                 self._last_done = self.started
+                began = True
             elif finished > self.finished:
                 self._last_done = self.clock()
             self.finished, self.total, self.cost = finished, total, cost
@@ -681,8 +685,9 @@ class BatchProgress:
                 paper=_escape(paper_id[:40]),
             )
         elif paper_id:
-            line = f"{self.describe()} (done: {paper_id})"
-            self.console.print(_escape(line), highlight=False, soft_wrap=True)
+            self._log(f"{self.describe()} (done: {paper_id})")
+        elif began and self._ticker is not None:
+            self._log(self.describe())  # at once: the stage has begun
 
     def __enter__(self) -> BatchProgress:
         from ablationkit.lm.progress import listening
@@ -706,8 +711,13 @@ class BatchProgress:
             self._task = self._bar.add_task(self.label, total=None, cost="", paper="")
             self._bar.start()
         else:
-            self._ticker = LogTicker(self.describe, self._log, self.every).start()
+            self._ticker = LogTicker(self._began, self._log, self.every).start()
         return self
+
+    def _began(self) -> str | None:
+        """The log line, once the runner said the stage began: a run that fails before
+        (a damaged run folder) prints its one-line error alone."""
+        return self.describe() if self._first is not None else None
 
     def _log(self, line: str) -> None:
         self.console.print(_escape(line), highlight=False, soft_wrap=True)

@@ -161,7 +161,12 @@ def test_embedded_tiny_model_gives_a_valid_plan(tmp_path: Path) -> None:
         client=LMClient(cache=False),
         raw_dir=tmp_path,
     )
-    assert 1 <= len(result.ablations) <= 2
+    # SmolLM2-135M often copies the prompt's format example; the guard rails then drop those
+    # items (after one re-ask) and say so. Which way it goes shifts with the runtime's thread
+    # count (greedy decoding over different float sums), so either outcome is valid here;
+    # a plan with no items and no word why is not.
+    assert len(result.ablations) <= 2
+    assert result.ablations or "(Dropped by the planner:" in result.reasoning
     assert result.usage is not None and result.usage.cost_usd == 0.0
     assert result.timings is not None and result.timings.prompt_s and result.timings.generation_s
     assert all(

@@ -333,10 +333,10 @@ def test_restated_sentences_go_and_the_papers_own_stay() -> None:
     from ablationkit.planner.guards import drop_restated
 
     instructions = _instruction_text(PlanConfig(mode="reviewer"))
-    assert "never write that it reports none" in instructions
+    assert "the list above (read from its experiments)" in instructions  # reviewer-only rule
     reasoning = (
-        "The paper already reports ablations, so never write that it reports none. "
-        "The paper does report ablations, so never write that it reports none.\n"
+        "I begin with what the paper already ablates, the list above, read from experiments. "
+        "Suggest the 5 most important ablation studies that the paper is missing.\n"
         "CoLES never varies the margin of its contrastive loss, so its effect is unknown."
     )
     kept, removed = drop_restated(reasoning, instructions)

@@ -191,7 +191,9 @@ def test_reviewer_prompt_lists_what_the_paper_already_reports(
     listed = user.split(heading, 1)[1].split("INSTRUCTIONS:", 1)[0]
     assert "- the diversity term (§4.3 Ablation study)" in listed
     assert "- the budget K ∈ {8, 16, 32} (§4.3 Ablation study)" in listed
-    assert "never write that it reports none" in user
+    # no rule to parrot: the embedded model looped on "The paper does report ablations, so
+    # never write that it reports none" for 675 s; a claim of none is corrected instead
+    assert "never write" not in user and "in your own words" in user
     # author mode plans before the experiments exist: no such list
     fake_llm.script(json.dumps({"reasoning": "r", "ablations": [NEW_DEPTH]}))
     client = LMClient(cache=False, timeout=10)

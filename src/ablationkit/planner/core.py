@@ -744,13 +744,20 @@ def _paper_text(request: PlanRequest) -> str:
 
 def _instruction_text(config: PlanConfig) -> str:
     """Our prompts without any paper in them: what a reasoning must not merely restate."""
+    return _rendered_instructions(config.mode, config.k, config.prompt_file)
+
+
+@lru_cache(maxsize=16)
+def _rendered_instructions(mode: Mode, k: int, prompt_file: Path | None) -> str:
+    # cached: the same for every paper of a batch (a prompt file edited mid-run is not seen
+    # here, only by the prompts themselves)
     messages = render_messages(
         Paper(),
-        config.mode,
-        config.k,
+        mode,
+        k,
         paper_text="",
         hints="",
-        prompt_file=config.prompt_file,
+        prompt_file=prompt_file,
         reported="-",  # the reviewer prompt's instructions about reported ablations too
     )
     return "\n".join(m["content"] for m in messages)

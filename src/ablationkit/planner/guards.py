@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -300,14 +300,18 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
-def _instruction_rules(instructions: str) -> list[set[str]]:
-    rules = [
-        {_stem(w) for w in _content(_words(sentence))} for sentence in _sentences(instructions)
-    ]
-    return [rule for rule in rules if len(rule) >= 3]
+@lru_cache(maxsize=16)
+def _instruction_rules(instructions: str) -> tuple[frozenset[str], ...]:
+    """Each instruction sentence's content stems (cached: the same prompt for every paper of
+    a mode, and building them was most of this check's CPU per paper)."""
+    rules = (
+        frozenset(_stem(w) for w in _content(_words(sentence)))
+        for sentence in _sentences(instructions)
+    )
+    return tuple(rule for rule in rules if len(rule) >= 3)
 
 
-def _restates(sentence: str, rules: list[set[str]]) -> bool | None:
+def _restates(sentence: str, rules: Sequence[frozenset[str]]) -> bool | None:
     """Whether ``sentence`` restates one of ``rules`` (None: too short to tell)."""
     words = {_stem(w) for w in _content(_words(sentence))}
     if len(words) < 4:

@@ -43,7 +43,7 @@ def test_loading_a_large_dataset_keeps_no_paper_text_in_memory(tmp_path: Path) -
 
 def test_a_spilled_row_loads_the_same_paper_as_before(tmp_path: Path) -> None:
     path = write_dataset(tmp_path / "d.jsonl", 3)
-    instance = load_dataset(path, ids=["paper-00002"])[0]
+    instance = load_dataset(path, ids=["paper-00002"], mode="reviewer")[0]  # a copy keeps it
     assert instance.source_text() == f"# Paper 2\n\n{BODY}\u2028end 2"
     paper = instance.load()
     assert paper.title == "Paper 2"

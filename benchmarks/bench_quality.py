@@ -3,13 +3,15 @@ and the bundled sample.
 
     python benchmarks/bench_quality.py [--model local] [--model M ...] [--strategy S ...]
         [--modes author reviewer] [--papers ID ...] [--dataset D ...] [--k 5]
+        [--samples N] [--paper-tokens N ...]
         [--judge offline] [--baseline-plans DIR] [--run-dir DIR] [--json OUT]
         [--api-base URL] [--details]
 
-Every model (and ``--strategy``) x mode x dataset is one run directory,
-``RUN/<model>/<strategy>/<mode>/<dataset>``, planned and judged by ``ablationkit.bench.Run``
-(what ``bench plan`` and ``bench judge`` do): a rerun with the same ``--run-dir`` skips every
-plan and verdict it has, so it calls no model. Figures come from ``ablationkit.bench.quality``:
+Every model (and ``--strategy``, ``--paper-tokens``) x mode x dataset is one run
+directory, ``RUN/<model>/<strategy>[-read<N>]/<mode>/<dataset>``, planned and judged by
+``ablationkit.bench.Run`` (what ``bench plan`` and ``bench judge`` do): a rerun with the
+same ``--run-dir`` skips every plan and verdict it has, so it calls no model. Figures come
+from ``ablationkit.bench.quality``:
 
 - P/R/F1 (macro over papers, 95% bootstrap intervals; a failed paper counts as 0). In
   reviewer mode only reviewers' requests are right answers; on papers whose ground truth is
@@ -33,6 +35,7 @@ the papers of ``$ABLATIONKIT_SHARED/papers`` (default ``../shared/papers``) and 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -80,6 +83,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", action="append", help="repeatable (default: shared, sample)")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--samples", type=int, default=1, help="plans per paper, merged")
+    parser.add_argument(
+        "--paper-tokens",
+        type=int,
+        nargs="+",
+        help="reading budgets to compare, one variant each (0: the whole paper; default: "
+        "the planner's own)",
+    )
     parser.add_argument("--judge", default="offline", help="default: the validated offline judge")
     parser.add_argument(
         "--baseline-plans",
@@ -131,11 +141,25 @@ def progress(label: str) -> Callable[[str, int, int, float], None]:
     return report
 
 
+def variant_dir(strategy: str | None, reading: int | None) -> str:
+    """A variant's run folder: its strategy, and its reading budget when one was chosen."""
+    name = strategy or "default"
+    return name if reading is None else f"{name}-read{reading or 'all'}"
+
+
+def variant_label(model: str, strategy: str | None, reading: int | None) -> str:
+    parts = [strategy] if strategy else []
+    if reading is not None:
+        parts.append(f"reads {reading} paper tokens" if reading else "reads the whole paper")
+    return f"{model} ({', '.join(parts)})" if parts else model
+
+
 def run_variant(
     args: argparse.Namespace,
     root: Path,
     model: str,
     strategy: str | None,
+    reading: int | None,
     mode: Mode,
     datasets: dict[str, list[Instance]],
     names: dict[str, str],
@@ -149,12 +173,16 @@ def run_variant(
     overrides: dict[str, Any] = {"strategy": strategy} if strategy else {}
     if args.samples > 1:  # an ensemble of samples (planner.ensemble)
         overrides["samples"] = args.samples
+    if reading is not None:
+        overrides["paper_tokens"] = reading
     for dataset, instances in datasets.items():
         ids = [i.id for i in instances_for(instances, mode)]
         if not ids:
             continue
         label = f"{model} {mode} {names[dataset]}"
-        run = Run(root / (strategy or "default") / mode / names[dataset], concurrency=concurrency)
+        run = Run(
+            root / variant_dir(strategy, reading) / mode / names[dataset], concurrency=concurrency
+        )
         try:
             report = run.plan(
                 dataset,
@@ -338,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def benchmark(args: argparse.Namespace) -> int:
     models = args.model or ["local"]
     strategies: list[str | None] = list(args.strategy or [None])
+    readings: list[int | None] = list(args.paper_tokens or [None])
     datasets = selected(args.dataset or default_datasets(), args.papers)
     names = dataset_names(list(datasets))
     run_dir: Path = args.run_dir or Path(tempfile.mkdtemp(prefix="bench-quality-"))
@@ -358,13 +387,14 @@ def benchmark(args: argparse.Namespace) -> int:
         root = run_dir / file_stem(model)
         planned = 0
         results = []
-        for strategy in strategies:
+        for strategy, reading in itertools.product(strategies, readings):
             for mode in args.modes:
                 records, judge, made = run_variant(
                     args,
                     root,
                     model,
                     strategy,
+                    reading,
                     mode,
                     datasets,
                     names,
@@ -372,7 +402,7 @@ def benchmark(args: argparse.Namespace) -> int:
                     1 if local else args.concurrency,
                 )
                 planned += made
-                label = f"{model} ({strategy})" if strategy else model
+                label = variant_label(model, strategy, reading)
                 results.append(
                     variant_figures(
                         records,

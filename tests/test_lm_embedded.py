@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +178,21 @@ def test_threads_leave_out_the_cores_other_work_keeps_busy() -> None:
     assert embedded.auto_threads(cores=2, busy=9.0) == 1
     assert embedded.auto_threads(cores=8, busy=2.6) == 5
     assert 1 <= embedded.auto_threads() <= (os.cpu_count() or 1)
+
+
+def test_busy_cores_are_measured_now_not_averaged_over_a_minute() -> None:
+    # a process that has spun for a moment barely moves the 1-minute load average, but it
+    # holds a core now: the sample must see it (the machine's other work only adds to it)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = embedded.busy_cores_now(window=0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    if busy is None:
+        pytest.skip("no /proc/stat here")
+    assert 0.7 <= busy <= (os.cpu_count() or 1) + 0.01
 
 
 def test_threads_and_context_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

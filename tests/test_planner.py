@@ -9,6 +9,7 @@ import pytest
 
 from ablationkit.lm import LMClient
 from ablationkit.papers import load_paper, sample_paper_path
+from ablationkit.papers.model import Paper, Section
 from ablationkit.planner import (
     PlanConfig,
     PlanError,
@@ -22,6 +23,7 @@ from ablationkit.planner import (
     plan,
     prepare_plan,
 )
+from ablationkit.planner.budget import fit_to_budget
 from ablationkit.schema import Ablation
 from ablationkit.testing import FakeLLMServer
 
@@ -211,6 +213,65 @@ def test_context_budget_drops_appendix_first_never_method(
     assert any("dropped appendix" in n for n in notes), notes
     assert "Implementation details" not in user
     assert "Answer-likelihood distillation" in user and "greedy MAP inference" in user
+
+
+def test_reading_budget_outlines_what_is_not_the_method_on_this_machine(
+    fake_llm: FakeLLMServer,
+    sample,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A model on this machine reads the method whole, and of the rest the first and last
+    paragraphs, when the view is over its reading budget; ``paper_tokens=0`` reads it all
+    and a remote model is not budgeted."""
+    fake_llm.script(json.dumps(GOOD))
+    notes: list[str] = []
+    run_plan(
+        fake_llm, sample, tmp_path, paper_tokens=300, progress=PlanProgress(on_stage=notes.append)
+    )
+    budgeted = fake_llm.requests[-1]["messages"][1]["content"]
+    assert any(n.startswith("reading budget (300 tokens") for n in notes), notes
+    assert "most of 1 Introduction" in " ".join(notes)
+    # the method, all of it, even over the budget: the reading budget never cuts it
+    for method_words in ("Coarse-to-fine candidates", "greedy MAP inference", "distillation"):
+        assert method_words in budgeted
+    fake_llm.script(json.dumps(GOOD))
+    run_plan(fake_llm, sample, tmp_path, paper_tokens=0)
+    whole = fake_llm.requests[-1]["messages"][1]["content"]
+    assert len(whole) > len(budgeted) and "omitted" not in whole
+
+    remote = prepare_plan(sample, model="openai/gpt-4o", paper_tokens=None)
+    assert remote.dropped == []
+    local = prepare_plan(sample, model="test-model", api_base=fake_llm.url, paper_tokens=300)
+    assert local.dropped and local.prompt_tokens < remote.prompt_tokens
+
+
+def test_outline_keeps_a_sections_first_and_last_paragraphs() -> None:
+    contributions = "Our contributions are these, in a paragraph long enough to cut."
+    paper = Paper(
+        title="T",
+        abstract="A.",
+        sections=[
+            Section(
+                title="Intro",
+                text="Motivation.\n\n" + "Middle. " * 30 + "\n\n" + contributions,
+            ),
+            Section(title="Method", role="method", text="Method words. " * 200),
+        ],
+    )
+    words = lambda text: len(text.split())  # noqa: E731
+    whole = words(paper.to_markdown())
+    fitted = fit_to_budget(paper, whole - 20, words, cut_method=False)
+    intro, method = fitted.paper.sections
+    assert intro.text.startswith("Motivation.") and intro.text.endswith("long enough to cut.")
+    assert "Middle" not in intro.text and method.text == paper.sections[1].text
+    assert fitted.dropped == ["most of Intro"]
+    # a reading budget the method alone exceeds: the rest goes, the method stays whole
+    tight = fit_to_budget(paper, 50, words, cut_method=False)
+    assert tight.tokens > 50 and tight.paper.sections[1].text == paper.sections[1].text
+    assert "contributions" not in tight.paper.sections[0].text
+    # the context's limit does cut the method, and says so
+    cut = fit_to_budget(paper, 50, words)
+    assert "[… truncated]" in cut.paper.sections[1].text
 
 
 def test_ablationbench_format_and_errors() -> None:

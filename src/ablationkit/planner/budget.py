@@ -59,8 +59,33 @@ def _remove(paper: Paper, predicate: Callable[[Section], bool]) -> list[str]:
     return removed
 
 
-def fit_to_budget(paper: Paper, budget: int, count: TokenCounter = estimate_tokens) -> FitResult:
-    """A copy of ``paper`` whose markdown fits in ``budget`` tokens (the method stays)."""
+def _outline(text: str) -> str:
+    """A section cut to its first and last paragraphs: the first says what the section is
+    about, the last of an introduction is usually its list of contributions."""
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    if len(paragraphs) <= 1:
+        return text
+    if len(paragraphs) == 2:
+        return paragraphs[0] + "\n\n[rest of section omitted]"
+    return paragraphs[0] + "\n\n[… omitted …]\n\n" + paragraphs[-1]
+
+
+def _first(text: str) -> str:
+    first = text.split("\n\n", 1)[0]
+    return text if first == text else first + "\n\n[rest of section omitted]"
+
+
+def fit_to_budget(
+    paper: Paper,
+    budget: int,
+    count: TokenCounter = estimate_tokens,
+    *,
+    cut_method: bool = True,
+) -> FitResult:
+    """A copy of ``paper`` whose markdown fits in ``budget`` tokens (the method stays).
+
+    ``cut_method=False`` (a reading budget, not the context's limit) stops before the method
+    is cut: the result may then be over ``budget``."""
     paper = paper.model_copy(deep=True)
     dropped: list[str] = []
 
@@ -86,16 +111,22 @@ def fit_to_budget(paper: Paper, budget: int, count: TokenCounter = estimate_toke
         tokens = size()
         if tokens <= budget:
             return FitResult(paper, tokens, dropped)
-    # Still too long: keep only the first paragraph of the longest non-method sections.
+    # Still too long: keep only the first and last paragraphs of the longest non-method
+    # sections, then only their first.
     order = sorted((s for s in paper.walk() if s.role != "method"), key=lambda s: -s.words)
-    for section in order:
-        first = section.text.split("\n\n", 1)[0]
-        if first != section.text:
-            section.text = first + "\n\n[rest of section omitted]"
-            dropped.append(f"most of {section.heading}")
-            tokens = size()
-            if tokens <= budget:
-                return FitResult(paper, tokens, dropped)
+    for outline in (_outline, _first):
+        for section in order:
+            shorter = outline(section.text)
+            if len(shorter) < len(section.text):
+                section.text = shorter
+                label = f"most of {section.heading}"
+                if label not in dropped:
+                    dropped.append(label)
+                tokens = size()
+                if tokens <= budget:
+                    return FitResult(paper, tokens, dropped)
+    if not cut_method:
+        return FitResult(paper, tokens, dropped)
     # The method alone is too long: cut its sections proportionally, and say so.
     method = [s for s in paper.walk() if s.role == "method" and s.text]
     ratio = budget / max(tokens, 1)

@@ -40,6 +40,16 @@ def local_reply_tokens(k: int) -> int:
     return 200 + 160 * k
 
 
+# The reading budget of a model on this machine: tokens of the paper's view it reads when
+# the user set none. On a CPU reading is most of a plan's time (43-48 tokens/s for the 1.5B
+# model on two cores, slower as the context grows), so beyond the method, abstract and the
+# first and last paragraphs of the other sections, the rest of a long paper is not read:
+# related work and background go first (planner.budget). The method is never cut for it.
+# Chosen with benchmarks/bench_quality.py --paper-tokens (README, "Plan quality").
+LOCAL_PAPER_TOKENS = 2500
+MIN_PAPER_TOKENS = 300
+
+
 # An ensemble's plans: models x samples (each plan is a full model call; sixteen bounds the
 # cost of one paper to what a user can mean).
 MAX_PLANS = 16
@@ -107,6 +117,19 @@ class Budget(BaseModel):
 
     max_context: int | None = Field(default=None, ge=1000)  # None: the model's context window
     reserve: int = Field(default=64, ge=0)
+    # tokens of the paper a model on this machine reads (``PlanConfig.paper_tokens_for``):
+    # None: LOCAL_PAPER_TOKENS there and everything that fits elsewhere; 0: everything
+    paper_tokens: int | None = Field(default=None, ge=0)
+
+    @field_validator("paper_tokens")
+    @classmethod
+    def _readable(cls, value: int | None) -> int | None:
+        if value is not None and 0 < value < MIN_PAPER_TOKENS:
+            raise ValueError(
+                f"paper_tokens {value} is too few to read a method: 0 (all) or at least "
+                f"{MIN_PAPER_TOKENS}"
+            )
+        return value
 
 
 class PlanConfig(BaseModel):
@@ -328,6 +351,15 @@ class PlanConfig(BaseModel):
             wanted = self.k if items is None else items
             return min(local_reply_tokens(wanted), self.generation.max_tokens)
         return self.generation.max_tokens
+
+    def paper_tokens_for(self, local: bool) -> int | None:
+        """The reading budget: how many tokens of the paper's view the model reads (None: all
+        that fits its context). The user's ``budget.paper_tokens`` when set (0: all), else
+        ``LOCAL_PAPER_TOKENS`` for a model on this machine."""
+        chosen = self.budget.paper_tokens
+        if chosen is None:
+            return LOCAL_PAPER_TOKENS if local else None
+        return chosen or None
 
     def request_params(self) -> dict[str, Any]:
         return self.generation.request_params()

@@ -427,9 +427,9 @@ def prepare_plan(
             )
         paper_text = raw_text
     else:
-        fitted = fit_to_budget(paper_view, budget, count)
+        fitted, why = _fit_paper(paper_view, config, model, budget)
         if fitted.dropped:
-            progress.stage("context budget: dropped " + " | ".join(fitted.dropped))
+            progress.stage(f"{why}: dropped " + " | ".join(fitted.dropped))
         paper_text = fitted.paper.to_markdown()
     messages = render_messages(
         fitted.paper,
@@ -453,6 +453,24 @@ def prepare_plan(
         load_seconds=time.perf_counter() - started,
         reported=reported,
     )
+
+
+def _fit_paper(
+    paper_view: Paper, config: PlanConfig, model: Model, budget: int
+) -> tuple[FitResult, str]:
+    """The view fitted to the reading budget (which never cuts the method) and always to the
+    context's ``budget``, and which of the two cut it."""
+    count = model.count_tokens
+    reading = config.paper_tokens_for(on_this_machine(model))
+    if reading is not None and reading < budget:
+        fitted = fit_to_budget(paper_view, reading, count, cut_method=False)
+        if fitted.tokens <= budget:
+            why = (
+                f"reading budget ({reading} tokens of the paper for a model on this machine; "
+                "paper_tokens=0 reads it all)"
+            )
+            return fitted, why
+    return fit_to_budget(paper_view, budget, count), "context budget"
 
 
 def _prepare_reference(

@@ -17,6 +17,7 @@ from ablationkit.planner.guards import (
     PROMPT_EXAMPLES,
     example_copy,
     placeholder,
+    whole_sentences,
 )
 from ablationkit.schema import Ablation, Plan
 from ablationkit.testing import FakeLLMServer
@@ -531,3 +532,14 @@ def test_an_item_that_ablates_a_label_of_the_prompts_facts_is_a_placeholder() ->
         name="Design choice", ablated_part="the mask scheduling function", action="REMOVE"
     )
     assert placeholder(fine) is None
+
+
+def test_a_reasoning_cut_by_the_schema_ends_on_a_whole_sentence() -> None:
+    sentences = "The gate matters to the results. " * 23  # 759 characters
+    cut = sentences + "The paper's"
+    assert whole_sentences(cut, 800) == sentences.rstrip()
+    assert whole_sentences("Short and unfinished", 800) == "Short and unfinished"
+    assert whole_sentences(sentences.rstrip(), 800) == sentences.rstrip()
+    # one sentence that runs to the limit: kept, and marked as cut
+    long = "word " * 160
+    assert whole_sentences(long, 800) == long.rstrip() + " …"

@@ -22,6 +22,7 @@ from ablationkit.papers import Paper, Section, load_paper, sample_paper_path
 from ablationkit.planner import PlanProgress, plan
 from ablationkit.planner.reported import (
     ReportedAblation,
+    denies_ablations,
     drop_reported,
     matching_reported,
     reported_ablations,
@@ -250,6 +251,26 @@ def test_reviewer_reasoning_that_denies_the_papers_ablations_is_corrected(
     assert result.reasoning.startswith("The paper does not report any ablation studies.")
     assert "Correction by the planner: the paper does report ablations: " in result.reasoning
     assert "the diversity term" in result.reasoning.split("Correction by the planner")[1]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "denies"),
+    [
+        ("The paper does not report any ablation studies.", True),
+        ("No ablations are reported.", True),
+        ("It lacks ablations.", True),
+        # claims about some ablations, named or listed: fair, never "corrected"
+        ("It does not report the following ablations: the margin and the encoder.", False),
+        ("The paper lacks an ablation of the margin.", False),
+        ("It does not include ablations such as a GRU encoder.", False),
+        ("The paper is missing several important ablations.", False),
+        ("It does not report these ablations, which matter.", False),
+    ],
+)
+def test_a_claim_of_no_ablations_is_told_from_a_claim_that_some_are_missing(
+    sentence: str, denies: bool
+) -> None:
+    assert denies_ablations(sentence) is denies
 
 
 def test_planner_added_sweep_is_not_one_the_paper_reports(

@@ -48,6 +48,7 @@ from ablationkit.planner.guards import (
     placeholder,
     restated_share,
     salvage_reasoning,
+    whole_sentences,
 )
 from ablationkit.planner.hints import PaperHints, Setting, extract_hints
 from ablationkit.planner.ids import paper_id_for, title_slug
@@ -100,6 +101,10 @@ class PlanError(AblationKitError):
         super().__init__(message, where=where)
 
 
+# The reasoning's length in the reply schema: 3 to 6 sentences about the paper.
+REASONING_CHARS = 800
+
+
 def _text(limit: int) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": limit}
 
@@ -114,7 +119,7 @@ def plan_schema(k: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "reasoning": _text(800),
+            "reasoning": _text(REASONING_CHARS),
             "ablations": _items(k),
         },
         "required": ["reasoning", "ablations"],
@@ -626,6 +631,7 @@ async def acomplete_plan(
             where=request.paper_id,
         ) from None
     ablations = merge_duplicates(ablations)[:k]
+    reasoning = whole_sentences(reasoning, REASONING_CHARS)
     reasoning = note_restated_reasoning(reasoning, request, progress)
     # reviewer mode: what the paper already reports goes before the guard decides to ask for
     # the missing items, and again after (on what that call returned)

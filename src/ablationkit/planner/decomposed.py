@@ -53,6 +53,7 @@ from ablationkit.lm.repair import RepairFailed, acomplete_and_parse
 from ablationkit.lm.retry import Deadline
 from ablationkit.lm.types import Completion, Message
 from ablationkit.planner.core import (
+    REASONING_CHARS,
     PlanError,
     PlanProgress,
     PlanRequest,
@@ -60,7 +61,7 @@ from ablationkit.planner.core import (
     _template,
     reply_timings,
 )
-from ablationkit.planner.guards import concrete_metrics, placeholder_value
+from ablationkit.planner.guards import concrete_metrics, placeholder_value, whole_sentences
 from ablationkit.planner.hints import PaperHints, Setting
 from ablationkit.schema import Ablation, Action, Mode, Plan, Usage
 
@@ -354,7 +355,7 @@ def components_schema(n: int, mode: Mode) -> dict[str, Any]:
 def reasoning_schema() -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {"reasoning": _string(800)},
+        "properties": {"reasoning": _string(REASONING_CHARS)},
         "required": ["reasoning"],
     }
 
@@ -738,4 +739,4 @@ def _parse_reasoning(reply: Completion) -> str:
     reasoning = data.get("reasoning") if isinstance(data, dict) else None
     if not isinstance(reasoning, str) or not reasoning.strip():
         raise ReplyParseError('no "reasoning" text in the reply')
-    return " ".join(reasoning.split())
+    return whole_sentences(" ".join(reasoning.split()), REASONING_CHARS)

@@ -319,6 +319,19 @@ def _restates(sentence: str, rules: Sequence[frozenset[str]]) -> bool | None:
     return any(len(words & rule) >= 0.6 * len(words) for rule in rules)
 
 
+def whole_sentences(reasoning: str, limit: int) -> str:
+    """A reasoning the schema's ``limit`` cut mid-sentence ("... The paper's"), back to its
+    last whole sentence, or marked "…" where that would lose most of it. A reasoning that
+    ends on its own is returned as it is."""
+    text = reasoning.rstrip()
+    if len(text) < limit - 40 or re.search(r"[.!?][\"')\]]*$", text):
+        return reasoning
+    ends = [m.end() for m in re.finditer(r"[.!?][\"')\]]*(?=\s)", text)]
+    if ends and ends[-1] >= len(text) // 2:
+        return text[: ends[-1]]
+    return text + " …"
+
+
 def drop_restated(
     reasoning: str, instructions: str, keep: Callable[[str], bool] | None = None
 ) -> tuple[str, int]:

@@ -538,8 +538,14 @@ _NONE_CLAIM = re.compile(
     r"\b(?:no|not|n't|never|lacks?|absence of|without any)\b[^.!?\n]{0,60}?\bablations?\b",
     re.IGNORECASE,
 )
+# A claim that *some* ablations are missing, named or listed: "lacks an ablation of the
+# margin", "does not report the following ablations:", "no ablations such as ...".
 _MISSING_SOME = re.compile(
-    r"\b(?:lacks?|missing|absence of|no|not)\b[^.!?\n]{0,20}\bablations? (?:of|on|for|to)\b",
+    r"\b(?:lacks?|missing|absence of|no|not)\b[^.!?\n]{0,20}\bablations?"
+    r"(?: (?:of|on|for|to|such as|like|including)\b|\s*:)"
+    r"|\b(?:lacks?|missing|absence of|no|not)\b[^.!?\n]{0,40}\b(?:following|these|those|some|"
+    r"certain|specific|several|other|further|additional|important|key|crucial|"
+    r"necessary)\b[^.!?\n]{0,20}\bablations?\b",
     re.IGNORECASE,
 )
 

@@ -23,7 +23,11 @@ from ablationkit.judge.offline import (
     measured_agreements,
     packaged_model,
 )
-from ablationkit.judge.pair_features import CHANGE_FEATURES, COMPONENT_FEATURES
+from ablationkit.judge.pair_features import (
+    CHANGE_FEATURES,
+    COMPONENT_FEATURES,
+    shared_alternatives,
+)
 from ablationkit.schema import Ablation, Match, Plan
 from ablationkit.testing import FakeLLMServer
 from fakes import respond, tiny_dataset
@@ -129,6 +133,50 @@ def test_offline_judge_tells_other_values_apart_where_cosine_cannot(encoder: Any
     assert EmbeddingJudge(encoder=encoder).verdict(shorter, [CUTOFF]).matches
     assert not OfflineJudge(encoder=encoder).judge(shorter, [CUTOFF]).matches
     assert OfflineJudge(encoder=encoder).judge(plan, []).error
+
+
+SCHEDULE = Ablation(
+    name="Mask scheduling function",
+    ablated_part="cosine mask scheduling function gamma used in training and iterative decoding",
+    action="REPLACE",
+    replacement=["exponential", "cubic", "square", "linear", "square root", "logarithmic"],
+)
+
+
+def test_two_planned_ablations_may_match_one_target(encoder: Any) -> None:
+    """The labels let several planned ablations match one target (and AblationBench's judge
+    too): two sweeps of the schedule over different alternatives both match it. A
+    one-to-one assignment would keep one of them."""
+    plan = Plan(
+        planner="t",
+        model="m",
+        paper_id="maskgit",
+        mode="author",
+        ablations=[
+            Ablation(
+                name="Convex schedules",
+                ablated_part="cosine mask ratio curve",
+                action="REPLACE",
+                replacement=["square", "cubic", "exponential"],
+            ),
+            Ablation(
+                name="Concave schedules",
+                ablated_part="concave (cosine) masking schedule",
+                action="REPLACE",
+                replacement=["square-root", "logarithmic"],
+            ),
+            Ablation(name="No temperature", ablated_part="sampling temperature", action="REMOVE"),
+        ],
+    )
+    verdict = OfflineJudge(encoder=encoder).judge(plan, [SCHEDULE])
+    assert verdict.matches == [Match(planned=0, target=0), Match(planned=1, target=0)]
+
+
+def test_alternatives_in_common_are_counted_whatever_their_punctuation() -> None:
+    assert shared_alternatives(["Square-root", "log"], ["square root", "logarithmic"]) == 2
+    assert shared_alternatives(["8", "32"], ["K = 8", "K = 32", "64"]) == 0  # too short
+    assert shared_alternatives(["p = 3"], ["p=3 with 15 min cutoff (TM)"]) == 1
+    assert shared_alternatives([], ["x"]) == 0
 
 
 def test_packaged_model_and_its_agreement_are_read_from_the_package() -> None:

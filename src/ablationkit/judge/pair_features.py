@@ -5,9 +5,9 @@ questions: is it the **same component** (M1), and is it a **compatible change** 
 same action, or REMOVE against a REPLACE by what is left; a value or alternative in common)?
 The features follow that split, so that ``ablationkit.judge.offline`` can learn one model
 per question: component features come from sentence embeddings and word overlap of the
-ablated parts; change features compare actions and replacement lists (numbers in common or
-in conflict, the same alternative, a target that only describes its values, vague
-alternatives such as "a simpler model").
+ablated parts, and two or more alternatives in common; change features compare actions and
+replacement lists (numbers in common or in conflict, the same alternative, a target that only
+describes its values, vague alternatives such as "a simpler model").
 
 One cosine-only score (the plain embedding judge) cannot tell "cutoff 10 → 5 min" from
 "cutoff 10 → 20 min": both are nearly the same sentence. The change features can.
@@ -24,7 +24,14 @@ from ablationkit.schema import Ablation
 if TYPE_CHECKING:
     from ablationkit.judge.embedding import MiniLMEncoder
 
-COMPONENT_FEATURES: tuple[str, ...] = ("full", "part", "name_part", "part_contain", "part_jaccard")
+COMPONENT_FEATURES: tuple[str, ...] = (
+    "full",
+    "part",
+    "name_part",
+    "part_contain",
+    "part_jaccard",
+    "alternatives_shared",
+)
 CHANGE_FEATURES: tuple[str, ...] = (
     "same_action",
     "remove_vs_replace",
@@ -72,6 +79,26 @@ def _stems(text: str) -> set[str]:
 
 def _numbers(items: Sequence[str]) -> set[float]:
     return {float(n) for item in items for n in _NUMBER.findall(item.lower())}
+
+
+def _item_key(item: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", " ", item.lower()).strip()
+
+
+def shared_alternatives(a_items: Sequence[str], b_items: Sequence[str]) -> int:
+    """How many of ``a_items`` name one of ``b_items`` (equal, or one inside the other, once
+    punctuation and case are set aside: "square-root" is "square root").
+
+    Why a component feature: two lists with two or more alternatives in common ("square,
+    cubic, exponential" schedules; K in 8 and 32) are the same component's ablation however
+    differently the parts are worded; on the labelled set every such pair is a match (8 of 8),
+    while the parts' cosine put some of them near 0."""
+    keys = [_item_key(x) for x in b_items]
+    return sum(
+        any(x == y or (len(x) > 2 and len(y) > 2 and (x in y or y in x)) for y in keys)
+        for x in map(_item_key, a_items)
+        if x
+    )
 
 
 def _jaccard(a: set[Any], b: set[Any]) -> float:
@@ -143,6 +170,7 @@ def _lexical(a: Ablation, b: Ablation) -> dict[str, float]:
     return {
         "part_contain": len(a_stems & b_stems) / max(1, min(len(a_stems), len(b_stems))),
         "part_jaccard": _jaccard(_words(a.ablated_part), _words(b.ablated_part)),
+        "alternatives_shared": float(shared_alternatives(a_items, b_items) >= 2),
         "same_action": float(a.action == b.action),
         "remove_vs_replace": float(remove_vs_replace),
         "numbers_shared": float(bool(a_numbers & b_numbers)),

@@ -22,6 +22,7 @@ from ablationkit.lm.retry import RetryPolicy
 from ablationkit.papers import load_paper, sample_paper_path
 from ablationkit.plan_io import load_plan, save_plan
 from ablationkit.planner import PlanConfig, PlanConfigError, PlanProgress, plan
+from ablationkit.planner.config import LOCAL_PAPER_TOKENS
 from ablationkit.planner.stream import ReasoningStream
 from ablationkit.schema import MODES
 from ablationkit.testing import FakeLLMServer, Reply
@@ -78,6 +79,7 @@ def test_the_default_request_is_asked_as_before_so_cached_replies_still_answer()
         ({"mode": "critic"}, "plan setting mode: unknown mode 'critic': use author or reviewer"),
         ({"strategy": "debate"}, "plan setting strategy: Input should be 'single'"),
         ({"max_context": 10}, "plan setting budget.max_context"),
+        ({"paper_tokens": 100}, "too few to read a method: 0 (all) or at least 300"),
         ({"api_base": "ftp://x"}, "is not an http(s) URL"),
     ],
 )
@@ -88,6 +90,13 @@ def test_bad_values_are_one_line_without_pydantic_wording(
         PlanConfig.build(**settings)  # type: ignore[arg-type]
     assert message in str(info.value) and "Value error" not in str(info.value)
     assert "\n" not in str(info.value) and info.value.exit_code == 2
+
+
+def test_the_reading_budget_is_the_users_else_the_machines() -> None:
+    assert PlanConfig().paper_tokens_for(local=True) == LOCAL_PAPER_TOKENS
+    assert PlanConfig().paper_tokens_for(local=False) is None  # a hosted model reads all
+    assert PlanConfig.build(paper_tokens=0).paper_tokens_for(local=True) is None
+    assert PlanConfig.build(paper_tokens=4000).paper_tokens_for(local=False) == 4000
 
 
 def test_settings_by_position_are_refused_with_the_way_to_give_them(sample) -> None:  # type: ignore[no-untyped-def]

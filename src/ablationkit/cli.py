@@ -395,6 +395,19 @@ SamplesOption = Annotated[
 ]
 
 
+PaperTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--paper-tokens",
+        min=0,
+        help="Tokens of the paper the model reads (0: all that fits its context). Default: "
+        "2500 on this machine (the embedded model, a loopback server), where reading is most "
+        "of a plan's time; the method is always read whole, the other sections to their "
+        "first and last paragraphs. Hosted models read all.",
+    ),
+]
+
+
 def _with_ensemble(config: Any, ensemble: str | None, samples: int) -> Any:
     """``config`` with --ensemble/--samples. --model keeps its place when it is one of the
     ensemble's models; left at its default it gives way to the first; any other is an
@@ -453,6 +466,7 @@ def plan(
             help="Tokens of context to plan within (default: the model's).",
         ),
     ] = None,
+    paper_tokens: PaperTokensOption = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not reuse cached replies.")
     ] = False,
@@ -489,6 +503,7 @@ def plan(
             **({"k": k} if k is not None else {}),
             prompt_file=prompt_file,
             max_context=max_context,
+            paper_tokens=paper_tokens,
             strict=strict,
             timeout=timeout,
             deadline=_deadline(deadline),
@@ -707,6 +722,7 @@ def bench_plan(
     deadline: DeadlineOption = 1800.0,
     ensemble: EnsembleOption = None,
     samples: SamplesOption = 1,
+    paper_tokens: PaperTokensOption = None,
 ) -> None:
     """Plan every paper of a dataset that has no plan in the run yet."""
     from ablationkit.bench.runner import Run
@@ -728,6 +744,7 @@ def bench_plan(
             strategy=strategy.value,
             timeout=timeout,
             deadline=_deadline(deadline),
+            paper_tokens=paper_tokens,
             **chosen,
         )
         config = _with_ensemble(config, ensemble, samples)

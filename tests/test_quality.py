@@ -296,6 +296,13 @@ def test_time_split_and_the_plans_prompt_rate() -> None:
     assert split.median["generation_s"] == 20.0
     assert plan_prompt_rate(timed) == 100.0
     assert plan_prompt_rate(timed[2:]) is None
+    # a follow-up call read 1,500 of its 2,500 tokens from the runtime's cache: the rate is
+    # of the 1,000 the runtime computed
+    followed = plan_of(
+        timings=Timings(prompt_s=10.0, prompt_computed=1000),
+        usage=Usage(prompt_tokens=2500, completion_tokens=10),
+    )
+    assert plan_prompt_rate([followed]) == 100.0
 
 
 def test_raw_prompt_rate_times_fresh_1500_token_prompts_for_one_token() -> None:
@@ -453,3 +460,25 @@ def test_bench_quality_judges_stored_baseline_plans_beside_the_new_ones(
         a["name"] for a in saved["ablations"]
     ]
     assert "baseline (plans), author mode (2 papers, k 2)" in capsys.readouterr().out
+
+
+def test_a_plans_timings_count_the_prompt_tokens_the_runtime_computed() -> None:
+    from ablationkit.lm.types import Completion, TokenUsage
+    from ablationkit.planner.core import reply_timings
+
+    first = Completion(
+        text="{}",
+        usage=TokenUsage(prompt_tokens=3000, completion_tokens=400),
+        timings={"prompt_n": 2900.0, "cache_n": 100.0, "prompt_ms": 60000.0},
+    )
+    follow_up = Completion(
+        text="{}",
+        usage=TokenUsage(prompt_tokens=3500, completion_tokens=100),
+        timings={"prompt_n": 80.0, "cache_n": 3420.0, "prompt_ms": 2000.0},
+    )
+    request = type("Request", (), {"load_seconds": 0.5})()
+    timings = reply_timings(request, [first, follow_up], begun=0.0)  # type: ignore[arg-type]
+    assert timings.prompt_computed == 2980 and timings.prompt_s == 62.0
+    # a server that does not say: unknown, not 0
+    bare = Completion(text="{}", usage=TokenUsage(prompt_tokens=10, completion_tokens=1))
+    assert reply_timings(request, [bare], begun=0.0).prompt_computed is None  # type: ignore[arg-type]

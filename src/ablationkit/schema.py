@@ -130,6 +130,9 @@ class Timings(BaseModel):
     prompt_s: float | None = None
     generation_s: float | None = None
     total_s: float | None = None
+    # prompt tokens the runtime computed in prompt_s (llama.cpp's prompt_n): the rest of
+    # usage.prompt_tokens came from its cache (a repair, a follow-up, a batch's system prompt)
+    prompt_computed: int | None = None
 
 
 class TrajectoryLayout(BaseModel):

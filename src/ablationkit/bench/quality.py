@@ -535,15 +535,18 @@ def time_split(plans: Iterable[Plan]) -> TimeSplit:
 
 
 def plan_prompt_rate(plans: Iterable[Plan]) -> float | None:
-    """Prompt tokens per second of the model as the plans measured it: their prompt tokens
-    over their prompt seconds, pooled (plans without a prompt time are left out; None if no
-    plan has one). A plan's repair call reuses its prompt's cached prefix, so its tokens
-    count without their time: a plan that needed repair reads a little fast."""
+    """Prompt tokens per second of the model as the plans measured it: the tokens the
+    runtime computed over their prompt seconds, pooled (plans without a prompt time are left
+    out; None if no plan has one). Plans made before ``Timings.prompt_computed`` count all
+    their prompt tokens: a repair or follow-up call, or a batch's shared system prompt,
+    reuses the runtime's cache, so those read fast (by 1.6x on the embedded model)."""
     tokens, seconds = 0, 0.0
     for plan in plans:
-        if plan.timings and plan.timings.prompt_s and plan.usage:
-            tokens += plan.usage.prompt_tokens
-            seconds += plan.timings.prompt_s
+        timings = plan.timings
+        if timings and timings.prompt_s and plan.usage:
+            computed = timings.prompt_computed
+            tokens += computed if computed is not None else plan.usage.prompt_tokens
+            seconds += timings.prompt_s
     return tokens / seconds if seconds else None
 
 

@@ -694,8 +694,13 @@ def reply_timings(request: PlanRequest, replies: Sequence[Completion], begun: fl
     prompt_ms = sum(r.timings.get("prompt_ms", 0.0) for r in replies)
     generation_ms = sum(r.timings.get("predicted_ms", 0.0) for r in replies)
     latency = sum(r.latency for r in replies)
+    # the tokens the runtime computed, of the same replies prompt_ms counts (None: a server
+    # that does not say)
+    counted = [r.timings["prompt_n"] for r in replies if "prompt_n" in r.timings]
+    computed = int(sum(counted)) if replies and len(counted) == len(replies) else None
     return Timings(
         load_s=round(request.load_seconds, 3),
+        prompt_computed=computed,
         prompt_s=round(prompt_ms / 1000, 3) if prompt_ms else None,
         generation_s=round(generation_ms / 1000, 3) if generation_ms else round(latency, 3),
         total_s=round(request.load_seconds + time.perf_counter() - begun, 3),

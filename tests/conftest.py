@@ -22,6 +22,24 @@ def _require_shared(sub: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Every test's replies and measured rates go to a cache of the session's own, never
+    the user's ``~/.cache/ablationkit`` (a test's "test-model" replies and fake-server rates
+    are nobody's). The embedded model's joined weights are the one thing shared: its
+    ``models`` folder is the user's, so 1.1 GB is joined once, not per session."""
+    from ablationkit.lm.cache import default_cache_dir
+
+    models = default_cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    private = tmp_path_factory.mktemp("ablationkit-cache")
+    (private / "models").symlink_to(models, target_is_directory=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ABLATIONKIT_CACHE_DIR", str(private))
+    yield private
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def seeds_dir() -> Path:
     return _require_shared("seeds")

@@ -287,6 +287,12 @@ def test_judge_agreement_and_eval_judge(fake_llm: FakeLLMServer, tmp_path: Path)
     guess = gold.model_copy(update={"matches": [Match(planned=0, target=0)]})
     agreement = judge_agreement([guess], [gold])
     assert agreement["items"]["f1"] == 0.0  # reviewer items are the suggestions
+    # a judge that failed on a paper missed its matches: they stay in the recall's denominator
+    right = gold.model_copy(update={"paper_id": "y"})
+    failed = right.model_copy(update={"matches": [], "error": "no JSON"})
+    both = judge_agreement([gold, failed], [gold, right])
+    assert both["errors"] == 1 and both["pairs"]["support"] == 2
+    assert both["pairs"]["precision"] == 1.0 and both["pairs"]["recall"] == 0.5
 
 
 def test_numpy_minilm_matches_sentence_transformers(encoder) -> None:  # type: ignore[no-untyped-def]

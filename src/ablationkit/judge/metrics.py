@@ -237,8 +237,9 @@ def judge_agreement(
 
     ``items`` is AblationBench's view: author mode asks, per ground-truth ablation, "was it
     matched?"; reviewer mode asks, per suggestion, "does it appear in the reviews?". ``pairs``
-    is the stricter per (planned, target) pair view. Failed judgements count as errors.
-    """
+    is the stricter per (planned, target) pair view. A failed judgement counts as an error
+    and as a verdict of no matches: its labelled matches are missed, never left out (which
+    would flatter a judge that fails often)."""
     gold = {j.paper_id: j for j in labelled}
     item_pred: set[tuple[str, int]] = set()
     item_gold: set[tuple[str, int]] = set()
@@ -249,13 +250,13 @@ def judge_agreement(
         truth = gold.get(judgement.paper_id)
         if truth is None:
             continue
+        author = truth.mode == "author"
         if judgement.error is not None:
             errors += 1
-            continue
-        author = judgement.mode == "author"
-        for m in judgement.matches:
-            item_pred.add((judgement.paper_id, m.target if author else m.planned))
-            pair_pred.add((judgement.paper_id, m.planned, m.target))
+        else:
+            for m in judgement.matches:
+                item_pred.add((judgement.paper_id, m.target if author else m.planned))
+                pair_pred.add((judgement.paper_id, m.planned, m.target))
         for m in truth.matches:
             item_gold.add((truth.paper_id, m.target if author else m.planned))
             pair_gold.add((truth.paper_id, m.planned, m.target))

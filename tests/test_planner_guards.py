@@ -525,6 +525,7 @@ def test_an_item_that_ablates_a_label_of_the_prompts_facts_is_a_placeholder() ->
     for part in (
         "the hyper-parameters and their values in the paper",
         "Design choice stated in the paper",
+        "the metrics mentioned in the paper",  # seen on MaskGIT, reading the whole paper
     ):
         item = Ablation(name="Sweep", ablated_part=part, action="REPLACE", replacement=["T = 8"])
         assert "prompt's label" in (placeholder(item) or "")
@@ -532,6 +533,9 @@ def test_an_item_that_ablates_a_label_of_the_prompts_facts_is_a_placeholder() ->
         name="Design choice", ablated_part="the mask scheduling function", action="REMOVE"
     )
     assert placeholder(fine) is None
+    # a label's words followed by the paper's own words are a component, not the label
+    named = Ablation(name="m", ablated_part="metrics mentioned in Table 2 as FID", action="REMOVE")
+    assert placeholder(named) is None
 
 
 def test_a_reasoning_cut_by_the_schema_ends_on_a_whole_sentence() -> None:

@@ -226,9 +226,14 @@ def _hint_label(text: str) -> str | None:
     if words[:1] == ["the"]:
         words = words[1:]
     for label in HINT_LABELS:
-        if words and words == _words(label):
+        wanted = _words(label)
+        # "the metrics mentioned in the paper": the label, and words that only point at it
+        if words and words[: len(wanted)] == wanted and set(words[len(wanted) :]) <= _POINTERS:
             return label
     return None
+
+
+_POINTERS = frozenset("in of from by the this paper papers stated".split())
 
 
 def concrete_values(values: list[Any]) -> list[Any]:

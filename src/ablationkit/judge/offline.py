@@ -12,9 +12,9 @@ embedding judge (0.65 with its threshold cross-validated the same way).
 A pair matches when its score reaches the fitted threshold. Unlike the embedding judge,
 there is no one-to-one assignment: the labelling rules (and AblationBench's judge) let two
 planned ablations match one target, and one planned ablation match two overlapping targets
-(E4); the Hungarian assignment capped recall below what the labels hold (0.83 against 0.88
-pair F1, leave-one-paper-out). The fitted model ships as package
-data (``data/offline-judge.json``) together with its out-of-fold agreement, which
+(E4); the Hungarian assignment capped recall below what the labels hold (0.84 against 0.88
+pair F1 with the same features, leave-one-paper-out). The fitted model ships as package data
+(``data/offline-judge.json``) together with its out-of-fold agreement, which
 ``bench score`` prints beside the scores it judged. ``fit_offline_model`` refits it
 (``benchmarks/fit_offline_judge.py``), ``cross_validate`` measures it.
 """

@@ -180,36 +180,48 @@ def physical_cores() -> int:
 
 
 def busy_cores_now(window: float = 0.3) -> float | None:
-    """Cores that other work keeps busy *now*: the machine's non-idle time over a short
-    window of ``/proc/stat``, in cores. None where that file is not readable.
+    """CPUs that other work keeps busy *now*: the non-idle time of the CPUs this process may
+    run on, over a short window of ``/proc/stat``, in CPUs. None where that file is not
+    readable.
 
     Why not the load average: it is a one-minute average and lags both ways. Measured here,
     the model started right after ``pip install`` on an idle 2-core machine saw load 0.9 and
     ran its 6,257-token prompt on one thread at 30 tokens/s instead of two at 43+.
     """
+    try:
+        allowed = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+    except (AttributeError, OSError):
+        allowed = None
 
-    def sample() -> tuple[int, int, int] | None:
+    def sample() -> dict[str, tuple[int, int]] | None:
         try:
             lines = Path("/proc/stat").read_text().splitlines()
         except OSError:
             return None
-        fields = lines[0].split() if lines else []
-        if not fields or fields[0] != "cpu" or len(fields) < 5:
-            return None
-        ticks = [int(x) for x in fields[1:9]]  # guest time is already inside user time
-        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-        cpus = sum(1 for line in lines if re.match(r"cpu\d", line))
-        return sum(ticks), idle, cpus
+        found = {}
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 6 or not re.fullmatch(r"cpu\d+", fields[0]):
+                continue
+            if allowed is not None and fields[0] not in allowed:
+                continue
+            ticks = [int(x) for x in fields[1:9]]  # guest time is already inside user time
+            found[fields[0]] = (sum(ticks), ticks[3] + ticks[4])  # total, idle + iowait
+        return found or None
 
     first = sample()
     if first is None:
         return None
     time.sleep(window)
     second = sample()
-    if second is None or second[0] <= first[0]:
+    if second is None:
         return None
-    total, idle = second[0] - first[0], second[1] - first[1]
-    return max(0.0, 1.0 - idle / total) * max(second[2], 1)
+    busy = 0.0
+    for cpu, (total, idle) in second.items():
+        before = first.get(cpu)
+        if before is not None and total > before[0]:
+            busy += 1.0 - (idle - before[1]) / (total - before[0])
+    return max(0.0, busy)
 
 
 def auto_threads(cores: int | None = None, busy: float | None = None) -> int:

@@ -472,7 +472,7 @@ def _fit_paper(
         if fitted.tokens <= budget:
             why = (
                 f"reading budget ({reading} tokens of the paper for a model on this machine; "
-                "paper_tokens=0 reads it all)"
+                "--paper-tokens 0 reads it all)"
             )
             return fitted, why
     return fit_to_budget(paper_view, budget, count), "context budget"

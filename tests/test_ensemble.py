@@ -301,3 +301,16 @@ def test_a_bench_run_of_an_ensemble_resumes_without_asking_again(
         again = Run(tmp_path / "run", concurrency=2).plan(dataset, k=3, **settings)
         assert len(again.skipped) == 2 and not again.failed
         assert len(server.requests) == asked
+
+
+def test_an_ensembles_timings_count_the_prompt_tokens_its_members_computed() -> None:
+    from ablationkit.planner.ensemble import _computed
+    from ablationkit.schema import Timings
+
+    def member(computed: int | None) -> Plan:
+        timings = Timings(prompt_s=1.0, prompt_computed=computed)
+        return Plan(planner="p", model="m", paper_id="x", mode="author", timings=timings)
+
+    # the first sample read the prompt, the others took it from the runtime's cache
+    assert _computed([member(3000), member(5), member(5)]) == 3010
+    assert _computed([member(3000), member(None)]) is None  # a member that did not say

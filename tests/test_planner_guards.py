@@ -526,6 +526,7 @@ def test_an_item_that_ablates_a_label_of_the_prompts_facts_is_a_placeholder() ->
         "the hyper-parameters and their values in the paper",
         "Design choice stated in the paper",
         "the metrics mentioned in the paper",  # seen on MaskGIT, reading the whole paper
+        "the value of a hyper-parameter in the paper",  # CoLES, an ensemble's sample
     ):
         item = Ablation(name="Sweep", ablated_part=part, action="REPLACE", replacement=["T = 8"])
         assert "prompt's label" in (placeholder(item) or "")

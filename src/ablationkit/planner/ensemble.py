@@ -376,10 +376,18 @@ async def acomplete_ensemble(
         timings=Timings(
             load_s=round(request.load_seconds, 3),
             prompt_s=_sum(p.timings.prompt_s if p.timings else None for p in member_plans),
+            prompt_computed=_computed(member_plans),
             generation_s=_sum(p.timings.generation_s if p.timings else None for p in member_plans),
             total_s=round(request.load_seconds + time.perf_counter() - begun, 3),
         ),
     )
+
+
+def _computed(plans: list[Plan]) -> int | None:
+    """The prompt tokens the members' runtimes computed (the samples of one model share the
+    whole prompt, so all but the first read it from the cache), None if any did not say."""
+    counts = [p.timings.prompt_computed if p.timings else None for p in plans]
+    return sum(c for c in counts if c is not None) if None not in counts else None
 
 
 def _sum(values: Any) -> float | None:

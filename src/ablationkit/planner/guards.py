@@ -225,15 +225,23 @@ def _hint_label(text: str) -> str | None:
     words = _words(text)
     if words[:1] == ["the"]:
         words = words[1:]
+    stems = {_stem(w) for w in words}
     for label in HINT_LABELS:
         wanted = _words(label)
-        # "the metrics mentioned in the paper": the label, and words that only point at it
+        # "the metrics mentioned in the paper": the label, and words that only point at it;
+        # "the value of a hyper-parameter in the paper": the label's words, reworded
         if words and words[: len(wanted)] == wanted and set(words[len(wanted) :]) <= _POINTERS:
+            return label
+        if stems <= {_stem(w) for w in wanted} | _POINTERS and len(stems - _POINTERS) >= 3:
             return label
     return None
 
 
-_POINTERS = frozenset("in of from by the this paper papers stated".split())
+_POINTERS = frozenset("a an in of from by the this paper papers stated".split())
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
 def concrete_values(values: list[Any]) -> list[Any]:

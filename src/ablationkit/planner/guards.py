@@ -240,10 +240,6 @@ def _hint_label(text: str) -> str | None:
 _POINTERS = frozenset("a an in of from by the this paper papers stated".split())
 
 
-def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") else word
-
-
 def concrete_values(values: list[Any]) -> list[Any]:
     """``values`` without its placeholders: the planner keeps "GRU" of ``["GRU", "None"]``
     rather than spending a model call on the item."""

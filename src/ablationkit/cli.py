@@ -402,8 +402,8 @@ PaperTokensOption = Annotated[
         min=0,
         help="Tokens of the paper the model reads (0: all that fits its context). Default: "
         "2500 on this machine (the embedded model, a loopback server), where reading is most "
-        "of a plan's time; the method is always read whole, the other sections to their "
-        "first and last paragraphs. Hosted models read all.",
+        "of a plan's time; the method is always read whole, the other sections cut to "
+        "their first (and last) paragraphs. Hosted models read all.",
     ),
 ]
 

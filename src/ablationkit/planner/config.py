@@ -42,9 +42,10 @@ def local_reply_tokens(k: int) -> int:
 
 # The reading budget of a model on this machine: tokens of the paper's view it reads when
 # the user set none. On a CPU reading is most of a plan's time (43-48 tokens/s for the 1.5B
-# model on two cores, slower as the context grows), so beyond the method, abstract and the
-# first and last paragraphs of the other sections, the rest of a long paper is not read:
-# related work and background go first (planner.budget). The method is never cut for it.
+# model on two cores, slower as the context grows), so beyond the method and abstract, a
+# long paper is read in outline: related work goes, then the other sections are cut to their
+# first and last paragraphs, then to their first (planner.budget). The method is never cut
+# for it.
 # Chosen with benchmarks/bench_quality.py --paper-tokens (README, "Plan quality").
 LOCAL_PAPER_TOKENS = 2500
 MIN_PAPER_TOKENS = 300

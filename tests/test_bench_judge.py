@@ -180,3 +180,7 @@ def test_eval_judge_runs_the_reference_judge_against_labels(cli: str, tmp_path: 
     report = json.loads(result.stdout)
     assert report["judge"] == "ab:m" and report["errors"] == 0
     assert report["pairs"]["f1"] == 1.0
+    # stderr says how far it is, a line per labelled plan; stdout stays the JSON alone
+    judged = [line for line in result.stderr.splitlines() if line.startswith("judged ")]
+    assert len(judged) == 3 and judged[-1].startswith("judged 3/3: p")
+    assert all(line.endswith("(1 match)") for line in judged)

@@ -258,7 +258,11 @@ def test_judge_agreement_and_eval_judge(fake_llm: FakeLLMServer, tmp_path: Path)
             }
         )
     )
-    result = evaluate_judge(lm_judge(fake_llm), labels)
+    heard: list[tuple[str, int, int]] = []
+    result = evaluate_judge(
+        lm_judge(fake_llm), labels, on_judged=lambda v, n, of: heard.append((v.paper_id, n, of))
+    )
+    assert heard == [("maskgit", 1, 1)]  # each verdict is reported as it comes
     assert result["judge"] == "lm:judge-model" and result["errors"] == 0
     assert result["pairs"]["precision"] == 0.5 and result["pairs"]["recall"] == 0.5
     assert result["items"]["precision"] == 1.0 and result["items"]["recall"] == 1.0

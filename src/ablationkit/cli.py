@@ -1215,8 +1215,15 @@ def eval_judge(
         the_judge = _make_judge_from_options(
             judge, client, api_base, judge_protocol, judge_config, seed
         )
-        result = evaluate_judge(the_judge, labels)
+        result = evaluate_judge(the_judge, labels, on_judged=_report_judged)
     _write_stdout(json.dumps(result, indent=2) + "\n")
+
+
+def _report_judged(verdict: Any, done: int, total: int) -> None:
+    """One stderr line per judged labelled plan (stdout keeps the JSON alone)."""
+    n = len(verdict.matches)
+    outcome = f"error: {verdict.error}" if verdict.error else f"{n} match{'es' if n != 1 else ''}"
+    print(f"judged {done}/{total}: {verdict.paper_id} ({outcome})", file=sys.stderr, flush=True)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,24 +55,42 @@ def load_labels(path: str | Path) -> list[tuple[Plan, list[Ablation], list[str],
     return rows
 
 
+# (the judged plan's verdict, plans judged so far, plans in all)
+OnJudged = Callable[[Judgement, int, int], None]
+
+
 async def aevaluate_judge(
-    judge: Judge, labels: str | Path | Sequence[Any], *, concurrency: int | None = None
+    judge: Judge,
+    labels: str | Path | Sequence[Any],
+    *,
+    concurrency: int | None = None,
+    on_judged: OnJudged | None = None,
 ) -> dict[str, Any]:
     """``evaluate_judge`` on the running event loop: every labelled plan's ``ajudge`` at once.
 
     The judge's client bounds how many model calls are in flight; ``concurrency``, if given,
     bounds how many plans are judged at once as well (a majority judge makes several calls per
-    plan).
+    plan). ``on_judged`` hears of each verdict as it comes: on the embedded model the 28
+    labelled plans take a quarter of an hour, which should not pass in silence.
     """
     rows = load_labels(labels) if isinstance(labels, (str, Path)) else list(labels)
     gate = asyncio.Semaphore(concurrency) if concurrency else None
+    done = 0
 
-    async def run(row: Any) -> Judgement:
+    async def judged(row: Any) -> Judgement:
         plan, targets, reviews, title, _ = row
         if gate is None:
             return await judge.ajudge(plan, targets, reviews=reviews, title=title)
         async with gate:
             return await judge.ajudge(plan, targets, reviews=reviews, title=title)
+
+    async def run(row: Any) -> Judgement:
+        nonlocal done
+        verdict = await judged(row)
+        done += 1
+        if on_judged is not None:
+            on_judged(verdict, done, len(rows))
+        return verdict
 
     verdicts = await asyncio.gather(*(run(row) for row in rows))
     result = judge_agreement(verdicts, [row[4] for row in rows])
@@ -81,9 +99,14 @@ async def aevaluate_judge(
 
 
 def evaluate_judge(
-    judge: Judge, labels: str | Path | Sequence[Any], *, concurrency: int | None = None
+    judge: Judge,
+    labels: str | Path | Sequence[Any],
+    *,
+    concurrency: int | None = None,
+    on_judged: OnJudged | None = None,
 ) -> dict[str, Any]:
     """How well ``judge`` agrees with human labels (a JSONL file, or rows as ``load_labels``
     gives them): ``judge_agreement`` of its verdicts, run on the judge's client's loop."""
     client = getattr(judge, "loop_client", lambda: None)()
-    return run_coroutine(aevaluate_judge(judge, labels, concurrency=concurrency), client)
+    work = aevaluate_judge(judge, labels, concurrency=concurrency, on_judged=on_judged)
+    return run_coroutine(work, client)

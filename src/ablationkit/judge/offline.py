@@ -220,11 +220,11 @@ def assigned_matches(
     """The (line, planned, target) pairs a judge with these scores matches: every pair that
     reaches the threshold (the offline judge), or the optimal one-to-one assignment per
     labelled line, thresholded (the embedding judge)."""
+    if not one_to_one:
+        return {(p.line, p.planned, p.target) for p in pairs if score(p) >= threshold}
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
-    if not one_to_one:
-        return {(p.line, p.planned, p.target) for p in pairs if score(p) >= threshold}
     lines: dict[str, list[LabelledPair]] = {}
     for pair in pairs:
         lines.setdefault(pair.line, []).append(pair)

@@ -226,18 +226,27 @@ def _hint_label(text: str) -> str | None:
     if words[:1] == ["the"]:
         words = words[1:]
     stems = {_stem(w) for w in words}
-    for label in HINT_LABELS:
-        wanted = _words(label)
+    for label, wanted, label_stems in _label_words():
         # "the metrics mentioned in the paper": the label, and words that only point at it;
         # "the value of a hyper-parameter in the paper": the label's words, reworded
         if words and words[: len(wanted)] == wanted and set(words[len(wanted) :]) <= _POINTERS:
             return label
-        if stems <= {_stem(w) for w in wanted} | _POINTERS and len(stems - _POINTERS) >= 3:
+        if stems <= label_stems and len(stems - _POINTERS) >= 3:
             return label
     return None
 
 
 _POINTERS = frozenset("a an in of from by the this paper papers stated".split())
+
+
+@lru_cache(maxsize=1)
+def _label_words() -> list[tuple[str, list[str], frozenset[str]]]:
+    """Each facts label, its words, and its word stems with the pointers (built once, not
+    per planned item)."""
+    return [
+        (label, _words(label), frozenset(_stem(w) for w in _words(label)) | _POINTERS)
+        for label in HINT_LABELS
+    ]
 
 
 def concrete_values(values: list[Any]) -> list[Any]:

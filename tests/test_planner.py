@@ -312,6 +312,54 @@ def test_merge_duplicates_keeps_rank_and_unions_values() -> None:
     assert merged == [a, c] and a.replacement == ["linear", "cubic"] and a.metrics == ["FID", "IS"]
 
 
+def test_merge_duplicates_ignores_generic_words() -> None:
+    """The embedded model's iSklearn plan: five items on five components, which shared only
+    "replace", "different" and "component" (or "remove" and "component") pairwise."""
+
+    def item(name: str, part: str, action: str, replacement: list[str] | None) -> Ablation:
+        return Ablation(
+            name=name, ablated_part=part, action=action, replacement=replacement, metrics=["MSE"]
+        )
+
+    plan = [
+        item("Remove Preprocessing", "the Preprocessing component", "REMOVE", None),
+        item(
+            "Replace Prediction with a Different Model",
+            "the Prediction component",
+            "REPLACE",
+            ["Random Forest"],
+        ),
+        item("Remove Scaling", "the Scaling component", "REMOVE", None),
+        item(
+            "Replace Feature Extraction with a Different Algorithm",
+            "the feature extraction component",
+            "REPLACE",
+            ["PCA", "LDA"],
+        ),
+        item("Remove the preprocessing", "the preprocessing stage", "REMOVE", None),
+    ]
+    merged = merge_duplicates([a.model_copy() for a in plan])
+    assert [a.name for a in merged] == [a.name for a in plan[:4]]
+    assert merged[1].replacement == ["Random Forest"]
+
+
+def test_merge_duplicates_needs_every_distinctive_word() -> None:
+    """Two levels of one sampling scheme are two ablations; words that most of the plan's
+    items share (here "of the pipeline") name the setting, not the component."""
+    plan = [
+        Ablation(
+            name=f"{level} sampling",
+            ablated_part=f"the {level} sampling of the pipeline",
+            action="REPLACE",
+            replacement=["5 folds"],
+            metrics=["MSE"],
+        )
+        for level in ("Bottom-level", "Mid-level", "Top-level")
+    ]
+    again = plan[1].model_copy(update={"name": "Mid-level"})
+    assert [a.name for a in merge_duplicates([*plan, again])] == [a.name for a in plan]
+
+
 def test_hints_find_values_and_metrics(sample) -> None:  # type: ignore[no-untyped-def]
     hints = extract_hints(sample.to_markdown())
     values = {s.name: s.value for s in hints.settings}

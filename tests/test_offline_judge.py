@@ -26,6 +26,7 @@ from ablationkit.judge.offline import (
 from ablationkit.judge.pair_features import (
     CHANGE_FEATURES,
     COMPONENT_FEATURES,
+    keyed_values,
     shared_alternatives,
 )
 from ablationkit.schema import Ablation, Match, Plan
@@ -177,6 +178,55 @@ def test_alternatives_in_common_are_counted_whatever_their_punctuation() -> None
     assert shared_alternatives(["8", "32"], ["K = 8", "K = 32", "64"]) == 0  # too short
     assert shared_alternatives(["p = 3"], ["p=3 with 15 min cutoff (TM)"]) == 1
     assert shared_alternatives([], ["x"]) == 0
+
+
+def _change(planned: Ablation, target: Ablation) -> dict[str, float]:
+    from ablationkit.judge.pair_features import _lexical
+
+    return _lexical(planned, target)
+
+
+def _ablation(part: str, action: str = "REPLACE", *replacement: str) -> Ablation:
+    return Ablation(
+        name=part, ablated_part=part, action=action, replacement=list(replacement) or None
+    )
+
+
+def test_change_features_follow_the_edge_rules() -> None:
+    """E2: the same value of the same knob is an alternative in common, even when the target
+    co-varies another knob in the same item; a bare number in common is not a keyed one."""
+    assert keyed_values(["p = 3", "15min total cutoff"]) == {("p", 3.0), ("min", 15.0)}
+    assert keyed_values(["p = 3 with 10 min"]) == {("p", 3.0), ("min", 10.0)}  # not "3 with"
+    meta_folds = _ablation("meta-folds p (p=1)", "REPLACE", "p=3 with 15 min cutoff (TM)")
+    assert _change(_ablation("meta-folds p", "REPLACE", "p = 3", "p = 5"), meta_folds)[
+        "same_alternative"
+    ]
+    assert not _change(_ablation("meta-folds k", "REPLACE", "k = 3"), meta_folds)[
+        "same_alternative"
+    ]
+    # E1: what is left without the component, item by item ("0 epochs", "top-K", "random ..."),
+    # not an alternative selector ("uniform sampling") nor a digit of another value
+    removed = _ablation("gate warm-up", "REMOVE")
+    for left in ("0 epochs (no warm-up)", "lambda = 0", "top-K selection", "random negatives"):
+        assert _change(_ablation("warm-up", "REPLACE", left, "10 epochs"), removed)["leftover"]
+    for other in ("uniform sampling among the top-64", "0.1", "g fixed to 0 (identity path)"):
+        assert not _change(_ablation("warm-up", "REPLACE", other), removed)["leftover"]
+    # E3: a described target neither conflicts with concrete values nor matches a rule
+    described = _ablation("decoding steps T", "REPLACE", "varying T (e.g. 8-60)")
+    values = _change(_ablation("steps T", "REPLACE", "6", "10", "40"), described)
+    assert values["described_vs_values"] and not values["numbers_conflict"]
+    rule = _change(_ablation("steps T", "REPLACE", "stop once confidence exceeds 0.9"), described)
+    assert not rule["described_vs_values"]
+
+
+def test_component_words_match_across_word_forms() -> None:
+    """M1 reads the part, not its wording: "dimension" / "dimensionality" and "candidate" /
+    "candidates" are the same words to the overlap feature."""
+    planned = _ablation("uniform pre-sampling of candidate frames", "REMOVE")
+    target = _ablation("candidates uniformly sampled", "REMOVE")
+    assert _change(planned, target)["part_contain"] == 1.0
+    size = _change(_ablation("embedding dimension"), _ablation("embedding dimensionality"))
+    assert size["part_contain"] == 1.0
 
 
 def test_packaged_model_and_its_agreement_are_read_from_the_package() -> None:

@@ -6,8 +6,9 @@ same action, or REMOVE against a REPLACE by what is left; a value or alternative
 The features follow that split, so that ``ablationkit.judge.offline`` can learn one model
 per question: component features come from sentence embeddings and word overlap of the
 ablated parts, and two or more alternatives in common; change features compare actions and
-replacement lists (numbers in common or in conflict, the same alternative, a target that only
-describes its values, vague alternatives such as "a simpler model").
+replacement lists (numbers in common or in conflict, the same alternative or the same value of
+the same knob, a target that only describes its values, vague alternatives such as "a simpler
+model", a replacement that is what is left without the component).
 
 One cosine-only score (the plain embedding judge) cannot tell "cutoff 10 → 5 min" from
 "cutoff 10 → 20 min": both are nearly the same sentence. The change features can.
@@ -57,8 +58,14 @@ _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 _NUMBER = re.compile(r"(?<![a-z])\d+(?:\.\d+)?")
 _DESCRIBED = re.compile(r"range|varying|vary|other values|values shown|different values|e\.g\.")
 _VAGUE = re.compile(r"\b(other|simpler|more complex|alternative|different|variants?)\b")
-_LEFTOVER = re.compile(r"\b(no|without|0 |zero|none|top-k|random|uniform)\b")
+# E1's "what is left without X": "no X", "without", "random ...", "top-K", a value of 0
+# ("0 epochs", "lambda = 0"; not "0.1", not "fixed to 0"). Not "uniform": uniform sampling is
+# an alternative selector, not the absence of one (KESTREL's H1 "uniform among the top-64").
+_LEFTOVER = re.compile(r"\b(no|without|zero|none|random)\b|\btop-k\b|(^|=\s*)0(\.0+)?(?![.\d])")
 _SUFFIX = re.compile(r"(ing|es|s|ed)$")
+_STEM_LENGTH = 6
+_ASSIGNED = re.compile(r"([a-z_]\w*)\s*=\s*(\d+(?:\.\d+)?)")
+_WITH_UNIT = re.compile(r"(?<![a-z0-9.=])(\d+(?:\.\d+)?)\s*([a-z]+)")
 
 
 def replacement_items(ablation: Ablation) -> list[str]:
@@ -74,11 +81,44 @@ def _words(text: str) -> set[str]:
 
 
 def _stems(text: str) -> set[str]:
-    return {_SUFFIX.sub("", w) if len(w) > 4 else w for w in _words(text)}
+    """Words cut to their first six letters once a plural or verb ending is off.
+
+    Why cut: M1 reads the component against the paper, not the wording, and the same part is
+    often written with another form of a word ("dimension" / "dimensionality", "regularised" /
+    "regularisation", "uniform" / "uniformly", "candidate" / "candidates", which the suffix
+    rule alone turns into "candidate" / "candidat"). Leave-one-paper-out, 5, 6 or 7 letters
+    give the same agreement (8: one match fewer)."""
+    return {(_SUFFIX.sub("", w) if len(w) > 4 else w)[:_STEM_LENGTH] for w in _words(text)}
 
 
 def _numbers(items: Sequence[str]) -> set[float]:
     return {float(n) for item in items for n in _NUMBER.findall(item.lower())}
+
+
+def keyed_values(items: Sequence[str]) -> set[tuple[str, float]]:
+    """The values of ``items`` with what they are a value of: the symbol assigned
+    ("p = 3" -> ("p", 3.0)) or the unit that follows ("15min", "20 min" -> ("min", ...)).
+
+    Why: under E2 a target may change several knobs in one item ("p=3 with 15 min cutoff"),
+    so no planned item equals a target item, yet "p = 3" is the same value of the same knob."""
+    found: set[tuple[str, float]] = set()
+    for item in items:
+        text = item.lower()
+        found.update((key, float(value)) for key, value in _ASSIGNED.findall(text))
+        found.update(
+            (_SUFFIX.sub("", unit) if len(unit) > 4 else unit, float(value))
+            for value, unit in _WITH_UNIT.findall(text)
+            if unit not in _STOPWORDS
+        )
+    return found
+
+
+def _is_value(item: str) -> bool:
+    """A concrete value ("64", "p = 3", "0 epochs (no warm-up)"), not a rule that happens to
+    hold a number ("stop once every token confidence exceeds 0.9"): E3 matches a described
+    target with concrete other values, not with a rule instead of values."""
+    words = [w for w in _WORD.findall(item.lower()) if not _NUMBER.fullmatch(w)]
+    return bool(_NUMBER.search(item.lower())) and len(words) <= 3
 
 
 def _item_key(item: str) -> str:
@@ -165,6 +205,8 @@ def _lexical(a: Ablation, b: Ablation) -> dict[str, float]:
     b_stems = _stems(f"{b.ablated_part} {b.name}")
     a_lower = {x.lower().strip() for x in a_items}
     b_lower = {x.lower().strip() for x in b_items}
+    # a target that only describes its values (E3): numbers in it ("e.g. 8-60") are not
+    # the values swept, so they neither conflict with nor confirm the planned ones
     described = bool(_DESCRIBED.search(", ".join(b_items).lower()))
     remove_vs_replace = {a.action.value, b.action.value} == {"REMOVE", "REPLACE"}
     return {
@@ -174,17 +216,25 @@ def _lexical(a: Ablation, b: Ablation) -> dict[str, float]:
         "same_action": float(a.action == b.action),
         "remove_vs_replace": float(remove_vs_replace),
         "numbers_shared": float(bool(a_numbers & b_numbers)),
-        "numbers_conflict": float(bool(a_numbers and b_numbers and not a_numbers & b_numbers)),
-        "described_vs_values": float(described and bool(a_numbers)),
+        "numbers_conflict": float(
+            bool(a_numbers and b_numbers and not a_numbers & b_numbers) and not described
+        ),
+        "described_vs_values": float(described and any(map(_is_value, a_items))),
         "target_described": float(described),
+        # the same alternative, or the same value of the same knob (E2: "p = 3" is in
+        # "p=3 with 15 min cutoff"); one feature, so what other papers' same alternatives
+        # teach the model carries over to jointly varied knobs
         "same_alternative": float(
             bool(a_lower & b_lower)
+            or bool(keyed_values(a_items) & keyed_values(b_items))
             or any(x in y or y in x for x in a_lower for y in b_lower if len(x) > 3 and len(y) > 3)
         ),
         "replacement_jaccard": _jaccard(_words(" ".join(a_items)), _words(" ".join(b_items))),
         "vague": float(bool(_VAGUE.search(" ".join(a_items).lower()))),
+        # E1: the REPLACE side names what is left without the component; item by item, so
+        # that a 0 must be the item's value ("0 epochs"), not a digit of "0.1" or "fixed to 0"
         "leftover": float(
-            remove_vs_replace and bool(_LEFTOVER.search(" ".join(a_items + b_items).lower()))
+            remove_vs_replace and any(_LEFTOVER.search(x.lower()) for x in a_items + b_items)
         ),
         "planned_without_values": float(not a_items),
         "target_without_values": float(not b_items),

@@ -57,7 +57,11 @@ DPP = [
     ),
 ]
 DISTILL = item("No distillation", "answer-likelihood distillation", "REMOVE")
-DIVERSITY = item("No diversity term", "diversity term lambda of the DPP", "REMOVE")
+# a sweep of the DPP's weight, not its removal: under the labels' rule E1, removing the
+# diversity term is replacing the DPP by top-K (the same ablation as DPP's)
+DIVERSITY = item(
+    "Diversity weight", "diversity weight lambda of the DPP", "REPLACE", ["0.1", "1.0"]
+)
 SCORER = item("Other scorer", "relevance scorer", "REPLACE", ["CLIP similarity"])
 
 # alpha ranks distillation first; the frame budget and the DPP are what all three agree on

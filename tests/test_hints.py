@@ -195,8 +195,34 @@ def test_a_cue_split_by_a_paragraph_break_is_no_cue() -> None:
 
 
 def test_at_most_max_alternatives_and_a_long_text_is_read_in_one_pass() -> None:
-    paragraph = "We use a small network rather than a large one for all runs. "
-    text = "\n\n".join([paragraph] * 5_000) + "is them IS " * 20_000  # ~0.5 MB
-    hints = extract_hints(text, max_alternatives=3)
+    paragraphs = [
+        f"We use a small network rather than a large one for run {i}. " for i in range(5_000)
+    ]
+    text = "\n\n".join(paragraphs) + "is them IS " * 20_000  # ~0.5 MB
+    hints = extract_hints(text, method_text="\n\n".join(paragraphs), max_alternatives=3)
     assert len(hints.alternatives) == 3
     assert hints.metrics == ["IS"]
+
+
+def test_the_method_names_the_alternatives_first() -> None:
+    """MaskGIT's author view: read in order, the introduction's cue sentences took every
+    slot; the method's lists of mask schedules (what its ablation compares) come first."""
+    intro = (
+        "Unlike text, images are not sequential at all in any of their many forms.\n\n"
+        "Compared with GANs, these models are learned by maximum likelihood estimation."
+    )
+    method = (
+        "We use a cosine schedule for the mask ratio during training and decoding.\n\n"
+        "The concave family includes cosine, square, cubic, and exponential.\n\n"
+        "Such functions have been used before in many works on masked modelling."
+    )
+    hints = extract_hints(f"{intro}\n\n{method}", method_text=method, max_alternatives=3)
+    assert hints.alternatives == [
+        "We use a cosine schedule for the mask ratio during training and decoding.",
+        "The concave family includes cosine, square, cubic, and exponential.",
+        "Unlike text, images are not sequential at all in any of their many forms.",
+    ]
+    one = extract_hints(f"{intro}\n\n{method}", method_text=method, max_alternatives=1)
+    assert one.alternatives == [
+        "The concave family includes cosine, square, cubic, and exponential."
+    ]

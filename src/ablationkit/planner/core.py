@@ -37,6 +37,7 @@ from ablationkit.planner.config import REPLY_TOKENS, PlanConfig
 from ablationkit.planner.ensemble import acomplete_ensemble, context_window
 from ablationkit.planner.guards import (
     PROMPT_EXAMPLE_JSON,
+    PROMPT_EXAMPLE_JSON_NO_METRICS,
     RepetitionGuard,
     concrete_metrics,
     concrete_values,
@@ -109,57 +110,56 @@ def _text(limit: int) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": limit}
 
 
-def plan_schema(k: int) -> dict[str, Any]:
+def plan_schema(k: int, *, metrics: bool = True) -> dict[str, Any]:
     """JSON schema of a reply; "reasoning" comes first so the model thinks before listing.
 
     Lengths are bounded so that a small model that starts repeating itself is forced on to
     the next field instead of filling its token budget inside one string: the reasoning
     gets 800 characters (3 to 6 sentences about the paper), an ablated part 200.
+    ``metrics=False``: the items have no "metrics" (``PlanRequest.model_writes_metrics``).
     """
     return {
         "type": "object",
         "properties": {
             "reasoning": _text(REASONING_CHARS),
-            "ablations": _items(k),
+            "ablations": _items(k, metrics),
         },
         "required": ["reasoning", "ablations"],
     }
 
 
-def _items_schema(n: int) -> dict[str, Any]:
+def _items_schema(n: int, *, metrics: bool = True) -> dict[str, Any]:
     """JSON schema of a follow-up reply: just ``n`` more ablations (no reasoning to pay for)."""
     return {
         "type": "object",
         "properties": {
-            "ablations": _items(n),
+            "ablations": _items(n, metrics),
         },
         "required": ["ablations"],
     }
 
 
-def _items(n: int) -> dict[str, Any]:
+def _items(n: int, metrics: bool) -> dict[str, Any]:
     # exactly n: a runtime that enforces the schema (the embedded model's grammar) cannot end
     # the list early. The 1.5B model ended 9 of 25 distinct first replies of the 2026-12-03
     # benchmark runs short of k (2 to 4 items), and the follow-up call that asked for the
     # rest took 25 to 47 s on iSklearn.
-    return {"type": "array", "items": _ablation_schema(), "minItems": n, "maxItems": n}
+    return {"type": "array", "items": _ablation_schema(metrics), "minItems": n, "maxItems": n}
 
 
-def _ablation_schema() -> dict[str, Any]:
+def _ablation_schema(metrics: bool = True) -> dict[str, Any]:
     text = _text
-    return {
-        "type": "object",
-        "properties": {
-            "name": text(120),
-            "ablated_part": text(200),
-            "action": {"type": "string", "enum": ["REMOVE", "REPLACE", "ADD"]},
-            "replacement": {
-                "anyOf": [{"type": "array", "items": text(120), "maxItems": 6}, {"type": "null"}]
-            },
-            "metrics": {"type": "array", "items": text(60), "maxItems": 6},
+    properties: dict[str, Any] = {
+        "name": text(120),
+        "ablated_part": text(200),
+        "action": {"type": "string", "enum": ["REMOVE", "REPLACE", "ADD"]},
+        "replacement": {
+            "anyOf": [{"type": "array", "items": text(120), "maxItems": 6}, {"type": "null"}]
         },
-        "required": ["name", "ablated_part", "action", "replacement", "metrics"],
     }
+    if metrics:
+        properties["metrics"] = {"type": "array", "items": text(60), "maxItems": 6}
+    return {"type": "object", "properties": properties, "required": list(properties)}
 
 
 @lru_cache(maxsize=32)
@@ -191,11 +191,13 @@ def render_messages(
     hints: str,
     prompt_file: Path | None = None,
     reported: str = "",
+    model_writes_metrics: bool = True,
 ) -> list[dict[str, str]]:
     """System and user messages from the jinja2 templates (``prompt_file`` replaces the
     user template; it sees ``title``, ``abstract``, ``paper``, ``k``, ``mode``, ``hints``
     and ``reported``: in reviewer mode, the ablations the paper already reports, one
-    "- description (where)" line each, from ``planner.reported``)."""
+    "- description (where)" line each, from ``planner.reported``). ``model_writes_metrics``
+    False: the format asks for no "metrics" (``PlanRequest.model_writes_metrics``)."""
     values = {
         "title": paper.title,
         "abstract": paper.abstract,
@@ -206,7 +208,12 @@ def render_messages(
         "reported": reported,
     }
     # the example ablation is rendered from the one object the copy detector reads
-    system = _template("system.j2", None).render(**values, example=PROMPT_EXAMPLE_JSON).strip()
+    example = PROMPT_EXAMPLE_JSON if model_writes_metrics else PROMPT_EXAMPLE_JSON_NO_METRICS
+    system = (
+        _template("system.j2", None)
+        .render(**values, example=example, model_writes_metrics=model_writes_metrics)
+        .strip()
+    )
     user = _template(f"{mode}.j2", prompt_file).render(**values).strip()
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -339,6 +346,11 @@ class PlanRequest:
     # reviewer mode: the ablations the paper already reports (listed in the prompt; planned
     # items that repeat one are dropped)
     reported: list[ReportedAblation] = field(default_factory=list)
+    # False: the model writes no "metrics" per item; the planner gives each item the metrics
+    # found in the paper (``tidy_ablations``). For a model on this machine whose paper names
+    # its metrics: the 1.5B model copied the whole "Metrics mentioned" list into every item,
+    # 18 tokens each, about 9 s of generation per plan.
+    model_writes_metrics: bool = True
 
     @property
     def mode(self) -> Mode:
@@ -404,11 +416,13 @@ def prepare_plan(
     paper_id = paper_id or title_slug(paper.title) or "paper"
     mode, k = config.mode, config.k
     paper_view = view(paper, mode)
-    hints = extract_hints(paper_view.to_markdown())
+    method_text = "\n\n".join(s.text for s in paper_view.walk() if s.role == "method")
+    hints = extract_hints(paper_view.to_markdown(), method_text=method_text)
     # from the whole paper, before fitting: an ablation in a section cut for the context is
     # still reported
     reported = reported_ablations(paper_view) if mode == "reviewer" else []
     count = model.count_tokens
+    writes_metrics = not (hints.metrics and on_this_machine(model))
     template_only = render_messages(
         paper_view,
         mode,
@@ -417,6 +431,7 @@ def prepare_plan(
         hints=hints.render(),
         prompt_file=config.prompt_file,
         reported=render_reported(reported),
+        model_writes_metrics=writes_metrics,
     )
     template_tokens = sum(count(m["content"]) for m in template_only)
     reply_tokens = config.reply_tokens_for(on_this_machine(model))
@@ -448,6 +463,7 @@ def prepare_plan(
         hints=hints.render(),
         prompt_file=config.prompt_file,
         reported=render_reported(reported),
+        model_writes_metrics=writes_metrics,
     )
     prompt_tokens = fitted.tokens + template_tokens
     progress.stage(f"prompt: {prompt_tokens} tokens to {model.id}")
@@ -461,6 +477,7 @@ def prepare_plan(
         dropped=fitted.dropped,
         load_seconds=time.perf_counter() - started,
         reported=reported,
+        model_writes_metrics=writes_metrics,
     )
 
 
@@ -624,7 +641,7 @@ async def acomplete_plan(
             instruction='Reply again with only the JSON object {"reasoning": ..., '
             '"ablations": [...]} in the required format.',
             on_repair=call.on_repair,
-            schema=plan_schema(k),
+            schema=plan_schema(k, metrics=request.model_writes_metrics),
             **call.kwargs(),
         )
     except RepairFailed as failure:
@@ -875,7 +892,7 @@ async def _ask_for_more(
         reply = await client.acomplete(
             messages,
             request.model,
-            schema=_items_schema(wanted),
+            schema=_items_schema(wanted, metrics=request.model_writes_metrics),
             **call.kwargs(max_tokens=budget),
         )
     except ModelError as exc:

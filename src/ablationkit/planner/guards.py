@@ -51,6 +51,11 @@ PROMPT_EXAMPLES: tuple[PromptExample, ...] = (
 PROMPT_EXAMPLE_JSON = "\n".join(
     json.dumps(example.ablation, ensure_ascii=False) for example in PROMPT_EXAMPLES
 )
+# ... and when the model writes no metrics (the planner gives the paper's)
+PROMPT_EXAMPLE_JSON_NO_METRICS = "\n".join(
+    json.dumps({k: v for k, v in example.ablation.items() if k != "metrics"}, ensure_ascii=False)
+    for example in PROMPT_EXAMPLES
+)
 
 # Words that carry no content of their own: an n-gram of the example counts as distinctive
 # only with at least two words outside this list ("of the fusion" is not; "fusion encoder" is).
@@ -497,6 +502,7 @@ def salvage_reasoning(text: str) -> str | None:
 __all__ = [
     "PROMPT_EXAMPLES",
     "PROMPT_EXAMPLE_JSON",
+    "PROMPT_EXAMPLE_JSON_NO_METRICS",
     "PromptExample",
     "RepetitionGuard",
     "concrete_metrics",

@@ -65,6 +65,21 @@ _CUES = (
 )
 # on one sentence, once its paragraph has a cue
 _ALTERNATIVE = re.compile(r"\b(?:" + "|".join(_CUES) + r")\b", re.I)
+# In the method only: where a paper lists the options of a component ("The concave family
+# includes cosine, square, cubic, and exponential"; "other architectures are possible,
+# including LSTM and transformers"; "we compare the basic variant of the contrastive loss
+# with alternative variants"), which are the replacements its own ablations test. In an
+# introduction the same words list applications and prior work, hence method only.
+_METHOD_CUES = (
+    *_CUES,
+    r"includ(?:es|ing)",
+    r"such\s+as",
+    r"we\s+(?:compare|consider)",
+    r"(?:are|is)\s+possible",
+    r"alternatives?",
+    r"variants?",
+)
+_METHOD_ALTERNATIVE = re.compile(r"\b(?:" + "|".join(_METHOD_CUES) + r")\b", re.I)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n|:\s*\n")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
@@ -292,7 +307,9 @@ def _meaning(text: str, match: re.Match[str]) -> str | None:
     return None
 
 
-def _choices(text: str, cues: list[tuple[int, int]], limit: int) -> list[str]:
+def _choices(
+    text: str, cues: list[tuple[int, int]], limit: int, cue: re.Pattern[str] = _ALTERNATIVE
+) -> list[str]:
     """The sentences with a cue, from the paragraphs (blank-line or colon-line separated) in
     which ``cues`` found one, up to ``limit``; headings, figure placeholders, tables and
     display math are no paragraphs of prose. Paragraph breaks are found only as far as the
@@ -316,21 +333,44 @@ def _choices(text: str, cues: list[tuple[int, int]], limit: int) -> list[str]:
         if paragraph.startswith(("#", "[", "|", "\\begin")) or "\\begin{" in paragraph:
             continue
         for sentence in _SENTENCE_BREAK.split(" ".join(paragraph.split())):
-            if (
-                _ALTERNATIVE.search(sentence)
-                and 6 <= len(sentence.split()) <= 40
-                and len(choices) < limit
-            ):
+            if cue.search(sentence) and 6 <= len(sentence.split()) <= 40 and len(choices) < limit:
                 choices.append(sentence)
     return choices
 
 
-def extract_hints(text: str, *, max_settings: int = 8, max_alternatives: int = 4) -> PaperHints:
+_WEAK_CUE = re.compile(
+    r"\b(?:we\s+(?:use|adopt|choose)|tends\s+to|replac\w+|compared\s+(?:to|with))\b", re.I
+)
+_LIST_JOINT = re.compile(r",\s|\s(?:and|or)\s")
+
+
+def _naming_score(sentence: str) -> int:
+    """How much a method sentence names alternatives: a strong cue ("includes", "instead",
+    "other … are possible") over a weak one ("we use", "replaced with"), then the commas and
+    "and"/"or" of a list. CoLES's method has seven cue sentences; "other architectures are
+    possible, including LSTM and transformers", the replacements of its encoder ablation,
+    was the seventh."""
+    strong = bool(_METHOD_ALTERNATIVE.search(_WEAK_CUE.sub(" ", sentence)))
+    return 10 * strong + len(_LIST_JOINT.findall(sentence))
+
+
+def extract_hints(
+    text: str,
+    *,
+    method_text: str = "",
+    max_settings: int = 8,
+    max_alternatives: int = 4,
+) -> PaperHints:
     """The paper's settings, design-choice sentences and metrics, in one pass of ``_SCAN``
     over the text (plus one of ``_MATH_SETTING``, which skips straight to each ``$``): the
     planner runs this on every paper, within a per-paper CPU budget of a few milliseconds
     (one regex per metric name took 7 ms on a 13 KB paper, issue 15). A setting, metric or
-    cue is checked in full only where its name starts a word."""
+    cue is checked in full only where its name starts a word.
+
+    ``method_text`` (the method sections, also part of ``text``) gives the design-choice
+    sentences first, with the wider ``_METHOD_CUES``: taken in reading order from the whole
+    text, the four sentences were an introduction's ("Unlike text, images are not
+    sequential") while MaskGIT's method lists the mask schedules its ablation compares."""
     counts: dict[str, int] = {}
     named: list[re.Match[str]] = []
     cues: list[tuple[int, int]] = []
@@ -368,4 +408,11 @@ def extract_hints(text: str, *, max_settings: int = 8, max_alternatives: int = 4
     # ties in the order of METRIC_NAMES
     ranked = Counter({m: counts[m] for m in METRIC_NAMES if m in counts})
     metrics = [m for m, _ in ranked.most_common(6)]
-    return PaperHints(settings, _choices(text, cues, max_alternatives), metrics)
+    method_cues = [m.span() for m in _METHOD_ALTERNATIVE.finditer(method_text)]
+    found = _choices(method_text, method_cues, len(method_cues), _METHOD_ALTERNATIVE)
+    best = sorted(range(len(found)), key=lambda i: -_naming_score(found[i]))[:max_alternatives]
+    choices = [found[i] for i in sorted(best)]  # in reading order
+    for sentence in _choices(text, cues, max_alternatives):
+        if len(choices) < max_alternatives and sentence not in choices:
+            choices.append(sentence)
+    return PaperHints(settings, choices, metrics)

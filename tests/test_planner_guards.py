@@ -527,6 +527,29 @@ def test_a_planner_added_sweep_says_which_quantity_its_symbol_is(
     assert sweep.replacement == ["0.1", "0.4"]
 
 
+def test_numbers_for_another_quantity_do_not_stop_the_sweep(
+    fake_llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """MaskGIT on the embedded model: "mask ratio 15%, 20%, 25%" (BERT's, not MaskGIT's)
+    kept out the sweep of its T = 8 decoding steps, one of the paper's own ablations."""
+    ratio = {
+        "name": "Mask ratio",
+        "ablated_part": "the mask ratio",
+        "action": "REPLACE",
+        "replacement": ["15%", "20%"],
+        "metrics": ["Chamfer distance"],
+    }
+    margin = {**ratio, "name": "Margin of the loss", "ablated_part": "the contrastive margin"}
+    path = tmp_path / "mesh.md"
+    path.write_text(MESH, "utf-8")
+    for last, swept in ((ratio, True), (margin, False)):
+        fake_llm.script(reply(*REMOVES[:2], last, reasoning="The encoder and the loss matter."))
+        with LMClient(cache=False, timeout=10) as client:
+            result = plan(path, client=client, api_base=fake_llm.url, model="m", k=3)
+        assert (result.ablations[-1].name == last["name"]) is not swept
+        assert ("Added by the planner" in result.reasoning) is swept
+
+
 def test_an_undefined_symbol_or_a_mask_indicator_is_never_swept(
     fake_llm: FakeLLMServer, tmp_path: Path
 ) -> None:

@@ -218,17 +218,37 @@ def render_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def _matching_setting(ablation: Ablation, hints: PaperHints) -> Setting | None:
+def _names_setting(ablation: Ablation, setting: Setting) -> bool:
+    """Whether the item's name or part names ``setting`` (by its name, or "= value")."""
+    if is_index_or_indicator(setting):
+        return False  # an index or a mask indicator is never a hyper-parameter to sweep
     part = f"{ablation.name} {ablation.ablated_part}".lower()
-    for setting in hints.settings:
-        if is_index_or_indicator(setting):
-            continue  # an index or a mask indicator is never a hyper-parameter to sweep
-        name = setting.name.strip("\\").lower()
-        if len(name) > 1 and re.search(rf"\b{re.escape(name)}\b", part):
-            return setting
-        if f"= {setting.value}" in part or f"={setting.value}" in part:
-            return setting
-    return None
+    name = setting.name.strip("\\").lower()
+    if len(name) > 1 and re.search(rf"\b{re.escape(name)}\b", part):
+        return True
+    return f"= {setting.value}" in part or f"={setting.value}" in part
+
+
+def _matching_setting(ablation: Ablation, hints: PaperHints) -> Setting | None:
+    return next((s for s in hints.settings if _names_setting(ablation, s)), None)
+
+
+_NUMBER_VALUE = re.compile(r"[-+]?[\d.eE]+%?")
+_MEANING_FILLER = frozenset("the a an of which that sets is are number value".split())
+
+
+def _varies(ablation: Ablation, setting: Setting) -> bool:
+    """Whether a planned item already changes ``setting``: it names it, or it lists numbers
+    for a part that says what the setting is (half its words at least: "the number of
+    frames" for K, "decoding iterations" for "T, the total number of iterations")."""
+    if _names_setting(ablation, setting):
+        return True
+    numbers = any(_NUMBER_VALUE.fullmatch(str(r).strip()) for r in ablation.replacement or [])
+    if not numbers or not setting.meaning:
+        return False
+    meaning = set(re.findall(r"[a-z]+", setting.meaning.lower())) - _MEANING_FILLER
+    words = set(re.findall(r"[a-z]+", f"{ablation.name} {ablation.ablated_part}".lower()))
+    return 2 * len(meaning & words) >= len(meaning) > 0  # "decoding iterations" for T
 
 
 def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> list[Ablation]:
@@ -236,24 +256,25 @@ def complete_ablations(ablations: list[Ablation], hints: PaperHints, k: int) -> 
 
     A REPLACE without values gets the sweep around the paper's own value when its part names
     one of the paper's hyper-parameters. Papers' own ablations very often sweep a
-    hyper-parameter, and small models rarely propose it: if no ablation touches a stated
-    value (and k >= 3), the lowest-ranked ablation gives way to a sweep of the first value
-    the paper states whose quantity a reader can tell ("c, the margin of the contrastive
-    loss, 0.2 in the paper": a bare symbol the paper never defines is not swept, nor is an
-    index or an indicator). The reasoning says so (see ``plan``).
+    hyper-parameter, and small models rarely propose it: unless a planned item already
+    varies it (and k >= 3), the lowest-ranked ablation gives way to a sweep of the first
+    value the paper states whose quantity a reader can tell ("c, the margin of the
+    contrastive loss, 0.2 in the paper": a bare symbol the paper never defines is not swept,
+    nor is an index or an indicator). The reasoning says so (see ``plan``).
+
+    Until 2026-12-03 any numbers in any item stopped the sweep: MaskGIT's "mask ratio 15%,
+    20%, 25%" (BERT's ratio, which MaskGIT does not use) kept out the sweep of its T = 8
+    decoding steps, one of the paper's own two ablations.
     """
     ablations = tidy_ablations(ablations, hints)
-    sweeps_a_value = any(
-        _matching_setting(a, hints)
-        or any(re.fullmatch(r"[-+]?[\d.eE]+", str(r)) for r in a.replacement or [])
-        for a in ablations
-    )
-    if sweeps_a_value or k < 3:
+    if k < 3:
         return ablations
     candidates = [(s, part) for s in hints.settings if s.sweep() and (part := describe_setting(s))]
     if not candidates:
         return ablations
     setting, part = candidates[0]
+    if any(_varies(a, setting) for a in ablations):
+        return ablations
     quantity = setting.name
     if is_symbol(setting.name) and setting.meaning and setting.meaning.startswith("the "):
         quantity = f"{setting.meaning} ({setting.name})"

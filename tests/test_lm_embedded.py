@@ -274,3 +274,35 @@ def test_default_model_answers() -> None:
     )
     data = json.loads(reply.text)
     assert set(data) >= {"fruit", "count"} and reply.model == "local"
+
+
+def test_a_system_prompt_computed_by_one_run_is_read_by_the_next(
+    smollm2: str, tmp_path: Path
+) -> None:
+    """Each CLI plan is a process of its own: the system prompt's state comes from the file
+    an earlier run saved. A torn file is computed again, never an error."""
+    weights = embedded.weights_for(smollm2)
+    config = embedded.EmbeddedConfig(n_ctx=2048, threads=1)
+    system = {"role": "system", "content": "You plan ablation studies. " * 40}
+    messages = [system, {"role": "user", "content": "Name one ablation."}]
+    system_tokens = token_counter(read_metadata(weights))[0](system["content"])
+
+    first = embedded.EmbeddedServer(weights, config, prefix_dir=tmp_path)
+    first.reuse_prefix(messages)
+    assert first.prefixes is not None and (first.prefixes.saved, first.prefixes.restored) == (1, 0)
+    [saved] = list(tmp_path.glob("prefix-*.bin"))
+    del first
+
+    second = embedded.EmbeddedServer(weights, config, prefix_dir=tmp_path)
+    second.reuse_prefix(messages)
+    second.reuse_prefix(messages)  # once per prompt and process
+    assert second.prefixes is not None and second.prefixes.restored == 1
+    reply = second.raw_chat({"messages": messages, "max_tokens": 1, "temperature": 0})
+    assert reply["timings"]["cache_n"] >= system_tokens  # llama.cpp's own count
+    del second
+
+    saved.write_bytes(b"torn")
+    third = embedded.EmbeddedServer(weights, config, prefix_dir=tmp_path)
+    third.reuse_prefix(messages)
+    assert third.prefixes is not None and (third.prefixes.saved, third.prefixes.restored) == (1, 0)
+    assert saved.stat().st_size > 1000  # computed and saved again

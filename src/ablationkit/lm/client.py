@@ -442,6 +442,11 @@ class LMClient:
                 on_token=on_token,
             )
         call_route, key = await self._endpoint(route)
+        if route.local:  # its system prompt from disk, when an earlier run computed it
+            from ablationkit.lm.local import embedded_server
+
+            server = await asyncio.to_thread(embedded_server, route.model_id)
+            await asyncio.to_thread(server.reuse_prefix, messages)
         # The timeout covers connecting and each read. A server that trickles bytes forever
         # is bounded by the call's deadline, not here: a whole-attempt limit would also cut
         # off a slow but healthy stream of a long reply.

@@ -18,11 +18,13 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablationkit.lm.cache import default_cache_dir
+from ablationkit.lm.prefix_files import PrefixFiles
 from ablationkit.lm.types import ModelConfigError, ModelUnavailableError
 
 PART_COUNT = 22
@@ -160,6 +162,8 @@ class EmbeddedConfig:
     # stays in the slot itself, so that cache only grew: by the whole KV of each paper
     # (~28 KB a token on the default model), to gigabytes over a batch.
     prompt_cache_mib: int = 0
+    # the KV state of each system prompt kept on disk between runs (``lm.prefix_files``)
+    prefix_files: bool = True
 
 
 def physical_cores() -> int:
@@ -279,6 +283,16 @@ def runtime_params(weights: Path, config: EmbeddedConfig, xllamacpp: Any) -> Any
     return params
 
 
+def _prefix_dir(chosen: Path | None) -> Path | None:
+    """Where system prompts' states are kept (None when it cannot be created)."""
+    directory = chosen or default_cache_dir() / "kv-prefixes"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return directory
+
+
 def _passive_waits() -> None:
     """Let the runtime's OpenMP threads sleep at a barrier instead of spinning (unless the
     user chose otherwise). Spinning wins a few percent on an idle machine and loses tenfold
@@ -291,7 +305,9 @@ def _passive_waits() -> None:
 class EmbeddedServer:
     """One loaded model behind an in-process, loopback-only OpenAI-compatible endpoint."""
 
-    def __init__(self, weights: Path, config: EmbeddedConfig) -> None:
+    def __init__(
+        self, weights: Path, config: EmbeddedConfig, prefix_dir: Path | None = None
+    ) -> None:
         _passive_waits()
         try:
             import xllamacpp
@@ -300,6 +316,10 @@ class EmbeddedServer:
                 f"the embedded model needs xllamacpp ({INSTALL_HINT})"
             ) from None
         params = runtime_params(weights, config, xllamacpp)
+        prefix_dir = _prefix_dir(prefix_dir) if config.prefix_files else None
+        if prefix_dir is not None:
+            params.slot_save_path = f"{prefix_dir}{os.sep}"  # llama.cpp appends the name
+            params.endpoint_slots = True
         self.threads = int(params.cpuparams.n_threads)
         try:
             self._server: Any = xllamacpp.Server(params)
@@ -308,6 +328,18 @@ class EmbeddedServer:
         self.weights = weights
         self.config = config
         self.base_url = self._server.listening_address.rstrip("/") + "/v1"
+        self.prefixes: PrefixFiles | None = None
+        if prefix_dir is not None:
+            settings = f"{config.n_ctx} {config.cache_type} {config.flash_attn} {config.n_ubatch}"
+            self.prefixes = PrefixFiles(
+                prefix_dir, self.base_url.removesuffix("/v1"), weights, settings, self.raw_chat
+            )
+
+    def reuse_prefix(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Before a request: its system prompt's computed state, from disk when an earlier
+        run saved it (``lm.prefix_files``); nothing when that is off."""
+        if self.prefixes is not None:
+            self.prefixes.reuse(messages)
 
     def context_size(self) -> int:
         """Tokens per request the loaded model really has (capped by its training length)."""
@@ -348,6 +380,7 @@ def config_from_env() -> EmbeddedConfig:
     return EmbeddedConfig(
         n_ctx=_env_int("ABLATIONKIT_LOCAL_CTX", EmbeddedConfig.n_ctx, 256),
         threads=_env_int("ABLATIONKIT_LOCAL_THREADS", 0, 0),
+        prefix_files=os.environ.get("ABLATIONKIT_LOCAL_PREFIX_FILES", "1").strip() != "0",
     )
 
 

@@ -532,13 +532,8 @@ def test_numbers_for_another_quantity_do_not_stop_the_sweep(
 ) -> None:
     """MaskGIT on the embedded model: "mask ratio 15%, 20%, 25%" (BERT's, not MaskGIT's)
     kept out the sweep of its T = 8 decoding steps, one of the paper's own ablations."""
-    ratio = {
-        "name": "Mask ratio",
-        "ablated_part": "the mask ratio",
-        "action": "REPLACE",
-        "replacement": ["15%", "20%"],
-        "metrics": ["Chamfer distance"],
-    }
+    ratio = {**BUDGET, "name": "Mask ratio", "ablated_part": "the mask ratio"}
+    ratio["replacement"] = ["15%", "20%"]
     margin = {**ratio, "name": "Margin of the loss", "ablated_part": "the contrastive margin"}
     path = tmp_path / "mesh.md"
     path.write_text(MESH, "utf-8")

@@ -314,13 +314,14 @@ class LMClient:
             raise ModelCallError(f"request {key[:12]} was never recorded", where=path)
         return Completion(**{**completion.__dict__, "cost": 0.0})
 
-    async def _endpoint(self, route: Route) -> tuple[Route, str]:
+    async def _endpoint(self, route: Route, messages: list[Message]) -> tuple[Route, str]:
         """The route to call and the key to send: the embedded model's loopback server
-        (started on first use), or the route's server with its key (checked here)."""
+        (started on first use, holding ``messages``' system prompt when an earlier run saved
+        it), or the route's server with its key (checked here)."""
         if route.local:
-            from ablationkit.lm.local import embedded_server
+            from ablationkit.lm.local import ready_server
 
-            server = await asyncio.to_thread(embedded_server, route.model_id)
+            server = await asyncio.to_thread(ready_server, route.model_id, messages)
             route = Route("openai", route.model_id, "local", base_url=server.base_url, local=True)
             return route, "local"
         key = api_key(route.key_variable) or ""
@@ -441,12 +442,7 @@ class LMClient:
                 api_key=key,
                 on_token=on_token,
             )
-        call_route, key = await self._endpoint(route)
-        if route.local:  # its system prompt from disk, when an earlier run computed it
-            from ablationkit.lm.local import embedded_server
-
-            server = await asyncio.to_thread(embedded_server, route.model_id)
-            await asyncio.to_thread(server.reuse_prefix, messages)
+        call_route, key = await self._endpoint(route, messages)
         # The timeout covers connecting and each read. A server that trickles bytes forever
         # is bounded by the call's deadline, not here: a whole-attempt limit would also cut
         # off a slow but healthy stream of a long reply.

@@ -399,6 +399,14 @@ def embedded_server(
         return server
 
 
+def ready_server(model_id: str, messages: Sequence[dict[str, Any]]) -> EmbeddedServer:
+    """``embedded_server`` about to answer ``messages``: its system prompt restored from disk
+    when an earlier run saved it (one thread hop for both, per request)."""
+    server = embedded_server(model_id)
+    server.reuse_prefix(messages)
+    return server
+
+
 def shutdown_embedded() -> None:
     """Unload every embedded model (they are also unloaded at interpreter exit)."""
     with _lock:

@@ -33,16 +33,21 @@ KEEP = 8  # newest files kept (10 MB each on the default model; one per mode and
 _SUFFIX = ".bin"
 
 
-def prefix_name(weights: Path, settings: str, system: str) -> str:
-    """The file name of ``system``'s KV state for these weights and runtime settings."""
+def runtime_key(weights: Path, settings: str) -> str:
+    """What a saved state's numbers depend on besides the prompt: the weights file, the
+    runtime's version and its KV settings."""
     stat = weights.stat()
     try:
         runtime = metadata.version("xllamacpp")
     except metadata.PackageNotFoundError:
         runtime = "?"
-    key = "\n".join(
+    return "\n".join(
         [str(weights.resolve()), str(stat.st_size), str(stat.st_mtime_ns), runtime, settings]
     )
+
+
+def prefix_name(key: str, system: str) -> str:
+    """The file name of ``system``'s KV state under ``runtime_key``'s ``key``."""
     digest = hashlib.sha256(f"{key}\n\n{system}".encode()).hexdigest()[:24]
     return f"prefix-{digest}{_SUFFIX}"
 
@@ -62,8 +67,7 @@ class PrefixFiles:
     ) -> None:
         self.directory = directory
         self._root = root.rstrip("/")
-        self._weights = weights
-        self._settings = settings
+        self._key = runtime_key(weights, settings)  # once: it reads package metadata
         self._complete = complete
         self._seen: set[str] = set()
         self._lock = threading.Lock()
@@ -76,11 +80,12 @@ class PrefixFiles:
         if not messages or messages[0].get("role") != "system":
             return
         system = messages[0]
-        name = prefix_name(self._weights, self._settings, str(system.get("content", "")))
+        text = str(system.get("content", ""))
         with self._lock:
-            if name in self._seen:
+            if text in self._seen:
                 return
-            self._seen.add(name)
+            self._seen.add(text)
+            name = prefix_name(self._key, text)
             path = self.directory / name
             with contextlib.suppress(Exception):  # best effort, see the module docstring
                 if path.is_file():

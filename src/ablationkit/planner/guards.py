@@ -47,15 +47,22 @@ PROMPT_EXAMPLES: tuple[PromptExample, ...] = (
         component="fusion encoder",
     ),
 )
+
+
 # The example as the prompt shows it (one JSON object per line).
-PROMPT_EXAMPLE_JSON = "\n".join(
-    json.dumps(example.ablation, ensure_ascii=False) for example in PROMPT_EXAMPLES
-)
+def _examples_json(*, metrics: bool) -> str:
+    return "\n".join(
+        json.dumps(
+            {k: v for k, v in example.ablation.items() if metrics or k != "metrics"},
+            ensure_ascii=False,
+        )
+        for example in PROMPT_EXAMPLES
+    )
+
+
+PROMPT_EXAMPLE_JSON = _examples_json(metrics=True)
 # ... and when the model writes no metrics (the planner gives the paper's)
-PROMPT_EXAMPLE_JSON_NO_METRICS = "\n".join(
-    json.dumps({k: v for k, v in example.ablation.items() if k != "metrics"}, ensure_ascii=False)
-    for example in PROMPT_EXAMPLES
-)
+PROMPT_EXAMPLE_JSON_NO_METRICS = _examples_json(metrics=False)
 
 # Words that carry no content of their own: an n-gram of the example counts as distinctive
 # only with at least two words outside this list ("of the fusion" is not; "fusion encoder" is).

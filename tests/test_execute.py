@@ -21,7 +21,9 @@ import pytest
 
 from ablationkit.errors import AblationKitError, FormatError
 from ablationkit.runs.execute import (
+    Attempt,
     RunResult,
+    RunSpec,
     execute,
     fill_command,
     load_grid,
@@ -211,6 +213,29 @@ def test_a_run_over_its_timeout_is_killed_with_its_children(tmp_path: Path) -> N
     assert result.status == "timeout" and result.exit_code is None
     assert result.error == "timed out after 0.5 s"
     assert not (project / "after.txt").exists()
+
+
+def test_a_run_asked_to_stop_ends_with_its_process_group(tmp_path: Path) -> None:
+    """How a Ray task ends its run when the driver raises its stop flag (no ``ray.cancel``):
+    ``Attempt.wait`` asks ``stop`` between polls, and a yes ends the whole group."""
+    project = make_project(tmp_path)
+    [run] = make_grid(seeds=(0,), lrs=(), baseline={"sleep": 60}).runs()
+    command = f"{sys.executable} train.py sleep=60; echo after > after.txt"
+    spec = RunSpec(run=run, command=command, cwd=str(project))
+    work = tmp_path / "work"
+    work.mkdir()
+    attempt = Attempt(spec, work)
+    pid_file = project / f"pid-{run.run_id}"
+    asked: list[float] = []
+
+    def stop() -> bool:
+        asked.append(time.monotonic())
+        return pid_file.exists() and bool(pid_file.read_text())  # once the script runs
+
+    assert attempt.wait(poll_seconds=0.02, stop=stop) is False
+    pid = int(pid_file.read_text())
+    assert attempt.proc.returncode is not None and gone(pid)
+    assert len(asked) >= 1 and not (project / "after.txt").exists()
 
 
 def test_an_edited_grid_reruns_the_runs_whose_overrides_changed(tmp_path: Path) -> None:

@@ -369,15 +369,20 @@ class Attempt:
             return True
         return False
 
-    def wait(self, poll_seconds: float = 0.1) -> None:
-        """Block until the run ends or its time is up.
+    def wait(self, poll_seconds: float = 0.1, stop: Callable[[], bool] | None = None) -> bool:
+        """Block until the run ends or its time is up: True, or False when ``stop()`` asked
+        for it to end first (the run's process group is then ended, as on Ctrl-C).
 
-        Polled rather than one blocking ``waitpid``: a Ray cancel arrives as an exception
-        raised in this thread, and Python can only raise it between two steps, never inside
-        a wait that lasts as long as the run.
+        Polled rather than one blocking ``waitpid``, so that ``stop`` is asked between polls
+        and an exception raised in this thread (a Ray task's cancel) is raised at once, never
+        after a wait that lasts as long as the run.
         """
         while not self.poll():
+            if stop is not None and stop():
+                self.kill()
+                return False
             time.sleep(poll_seconds)
+        return True
 
     def kill(self) -> None:
         _kill_group(self.proc)

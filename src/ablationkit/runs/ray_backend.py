@@ -10,6 +10,12 @@ On a running cluster (``address``) the project folder is shipped to the workers 
 ``working_dir`` (Ray's runtime environment) and every run starts there; the workers need
 ablationkit installed (``pip install ablationkit`` in the cluster's image or a ``pip``
 runtime_env). A local cluster uses this folder as it is.
+
+Interrupted, the driver does not use ``ray.cancel``: it raises a flag (a small actor) that
+every task asks about once a second, and each task ends its own run. Ray's cancel races a task
+that finishes at the same moment, and the driver then dies on a failed internal check ("Tried
+to complete task that was not pending"; 7 of 20 SIGTERMs sent while short runs were ending,
+Ray 2.60), taking the runs' records of that moment with it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +47,8 @@ from ablationkit.runs.execute import (
 
 MAX_STREAM_BYTES = 32 * 1024 * 1024  # per stream and run, sent back to the driver
 WAIT_SECONDS = 1.0  # how often the driver wakes to check for Ctrl-C between results
+STOP_CHECK_SECONDS = 1.0  # how often a run's task asks whether the driver was interrupted
+FIRST_CHECK_SECONDS = 0.5  # how long a task waits for that answer before it starts its run
 
 
 def _tail(path: Path, limit: int) -> bytes:
@@ -54,16 +63,63 @@ def _tail(path: Path, limit: int) -> bytes:
     return data
 
 
-def run_task(spec: RunSpec) -> Captured:
-    """The body of one Ray task: run ``spec`` in a scratch folder and return what it left."""
+class StopFlag:
+    """Raised by the driver when it is interrupted (a Ray actor that needs no CPU)."""
+
+    def __init__(self) -> None:
+        self._raised = False
+
+    def raise_flag(self) -> None:
+        self._raised = True
+
+    def is_raised(self) -> bool:
+        return self._raised
+
+
+class _FlagWatch:
+    """A task's view of the :class:`StopFlag`: one question in flight at a time, at most one
+    a second, never waited on during the run (the flag's actor may still be starting)."""
+
+    def __init__(self, ray: Any, flag: Any) -> None:
+        self._ray = ray
+        self._flag = flag
+        self._question: Any = flag.is_raised.remote()
+        self._next_question = 0.0
+        self.raised = False
+
+    def __call__(self, timeout: float = 0.0) -> bool:
+        if self.raised:
+            return True
+        if self._question is None:
+            if time.monotonic() < self._next_question:
+                return False
+            self._question = self._flag.is_raised.remote()
+        ready, _ = self._ray.wait([self._question], timeout=timeout)
+        if ready:
+            self._question = None
+            self._next_question = time.monotonic() + STOP_CHECK_SECONDS
+            # A lost flag (its node died) is no reason to end a run: a driver that dies has
+            # its job's workers ended by Ray, and each run with them (its death signal).
+            with contextlib.suppress(Exception):
+                self.raised = bool(self._ray.get(ready[0]))
+        return self.raised
+
+
+def run_task(spec: RunSpec, flag: Any = None) -> Captured | None:
+    """The body of one Ray task: run ``spec`` in a scratch folder and return what it left,
+    or None when ``flag`` (a :class:`StopFlag`) was raised before the run could end."""
+    watch = _FlagWatch(_import_ray(), flag) if flag is not None else None
+    if watch is not None and watch(timeout=FIRST_CHECK_SECONDS):
+        return None  # queued when the driver was interrupted: never started
     if spec.cwd == ".":  # a running cluster: the job's working_dir is the project
         spec = replace(spec, cwd=os.getcwd())
     work = Path(tempfile.mkdtemp(prefix="ablationkit-run-"))
     try:
         attempt = Attempt(spec, work)
         try:
-            attempt.wait()
-        except BaseException:  # cancelled: end the run's process group too
+            if not attempt.wait(stop=watch):
+                return None
+        except BaseException:  # cancelled (a notebook's own ray.cancel): end its group too
             attempt.kill()
             raise
         captured = attempt.captured()
@@ -109,18 +165,22 @@ def _task_failed(spec: RunSpec, error: BaseException) -> Captured:
     )
 
 
-def _cancel(ray: Any, refs: list[Any]) -> None:
-    """Cancel tasks so that their runs end: a running task gets KeyboardInterrupt and ends
-    its run's process group (``run_task``); what has not ended after a grace period, or had
-    not started, is then force-cancelled."""
-    for ref in refs:
-        with contextlib.suppress(Exception):
-            ray.cancel(ref, force=False)
+def _stop(ray: Any, flag: Any, refs: list[Any], cancel_leftovers: bool) -> None:
+    """End the runs under way: raise the flag, and give every task the time to see it and
+    end its run's process group (SIGTERM, then SIGKILL after ``KILL_GRACE``).
+
+    A task still going after that is stuck; on a cluster this driver started, shutting it
+    down ends it (and its run, by the run's death signal). On a cluster that outlives this
+    call (a notebook's own), only a forced cancel can end it.
+    """
+    left = refs
     with contextlib.suppress(Exception):
-        ray.wait(refs, num_returns=len(refs), timeout=KILL_GRACE + 5)
-    for ref in refs:
-        with contextlib.suppress(Exception):
-            ray.cancel(ref, force=True)
+        flag.raise_flag.remote()
+        _, left = ray.wait(refs, num_returns=len(refs), timeout=STOP_CHECK_SECONDS + KILL_GRACE + 5)
+    if cancel_leftovers:
+        for ref in left:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
 
 
 def run_on_ray(
@@ -165,6 +225,7 @@ def run_on_ray(
             # SIGKILLs its workers: ours (the CLI's) cancels the runs first, below.
             signal.signal(signal.SIGTERM, handler)
     try:
+        flag = ray.remote(StopFlag).options(num_cpus=0, max_restarts=0).remote()
         task = ray.remote(run_task).options(
             num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_retries=0
         )
@@ -172,7 +233,7 @@ def run_on_ray(
         for spec, run_dir in specs:
             if options.address:
                 spec = replace(spec, cwd=".")
-            pending[task.remote(spec)] = (spec, run_dir)
+            pending[task.remote(spec, flag)] = (spec, run_dir)
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
@@ -182,12 +243,14 @@ def run_on_ray(
                         captured = ray.get(ref)
                     except Exception as exc:  # RayTaskError, WorkerCrashedError, ...
                         captured = _task_failed(spec, exc)
+                    if captured is None:  # ended by the flag: raised only on interrupt
+                        continue
                     finished(record_run(spec, run_dir, captured, "ray"))
                 if tick is not None:
                     tick(len(pending))
         finally:
             if pending:  # interrupted: end the runs under way, then drop the rest
-                _cancel(ray, list(pending))
+                _stop(ray, flag, list(pending), cancel_leftovers=not started_here)
     finally:
         if started_here:
             with contextlib.suppress(Exception):

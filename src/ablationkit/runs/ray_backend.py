@@ -222,7 +222,7 @@ def run_on_ray(
         started_here = True
         if handler is not None and threading.current_thread() is threading.main_thread():
             # Ray's own SIGTERM handler ends the driver on the spot, and the cluster then
-            # SIGKILLs its workers: ours (the CLI's) cancels the runs first, below.
+            # SIGKILLs its workers: ours (the CLI's) ends the runs first, below (_stop).
             signal.signal(signal.SIGTERM, handler)
     try:
         flag = ray.remote(StopFlag).options(num_cpus=0, max_restarts=0).remote()

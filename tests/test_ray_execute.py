@@ -173,7 +173,7 @@ def test_sigterm_while_runs_are_ending_leaves_a_driver_alive_and_a_clean_folder(
 ) -> None:
     """Short runs ending while SIGTERM arrives: ``ray.cancel`` raced a task finishing at the
     same moment and the driver died on a failed check inside Ray (exit 1, "Tried to complete
-    task that was not pending"; 7 of 20 such SIGTERMs with Ray 2.60). Four moments here: the
+    task that was not pending"; 10 of 40 such SIGTERMs with Ray 2.60). Four moments here: the
     driver must end as interrupted (or done), every script must be gone, and what it recorded
     must be whole."""
     require_ray()

@@ -13,9 +13,9 @@ runtime_env). A local cluster uses this folder as it is.
 
 Interrupted, the driver does not use ``ray.cancel``: it raises a flag (a small actor) that
 every task asks about once a second, and each task ends its own run. Ray's cancel races a task
-that finishes at the same moment, and the driver then dies on a failed internal check ("Tried
-to complete task that was not pending"; 7 of 20 SIGTERMs sent while short runs were ending,
-Ray 2.60), taking the runs' records of that moment with it.
+that finishes at the same moment, and the driver then dies on a failed internal check (exit 1,
+"Tried to complete task that was not pending"): 10 of 40 SIGTERMs sent while short runs were
+ending, Ray 2.60 (``benchmarks/bench_ray_interrupt.py``).
 """
 
 from __future__ import annotations

@@ -43,6 +43,25 @@ def require_ray() -> None:
         pytest.skip("ray is not installed (pip install 'ablationkit[ray]')")
 
 
+def start_on_ray(cli: str, project: Path, grid_file: Path, cmd: str) -> subprocess.Popen[str]:
+    """``execute --ray --jobs 2`` in the background, its stderr kept for the assertions."""
+    return subprocess.Popen(
+        [cli, "execute", str(grid_file), "--cmd", cmd, "--ray", "--jobs", "2"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def all_gone(pids: list[int], seconds: float = 15) -> bool:
+    """Whether every run's script has ended within ``seconds`` (a hang guard, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return all(gone(pid) for pid in pids)
+
+
 @pytest.mark.slow
 def test_execute_on_a_local_ray_cluster_records_like_a_local_run(cli: str, tmp_path: Path) -> None:
     require_ray()
@@ -136,13 +155,7 @@ def test_sigterm_to_execute_on_ray_ends_the_runs_it_started(
     project = make_project(tmp_path)
     grid = make_grid(seeds=(0,), lrs=(0.5,), baseline={"sleep": 120})
     path = write_grid(project, grid)
-    proc = subprocess.Popen(
-        [cli, "execute", str(path), "--cmd", cmd, "--ray", "--jobs", "2"],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_on_ray(cli, project, path, cmd)
     pids: list[int] = []
     try:
         deadline = time.monotonic() + 120
@@ -155,10 +168,7 @@ def test_sigterm_to_execute_on_ray_ends_the_runs_it_started(
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "interrupted; the runs under way were ended" in err
-        deadline = time.monotonic() + 15
-        while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(gone(pid) for pid in pids), "a run's script outlived execute --ray"
+        assert all_gone(pids), "a run's script outlived execute --ray"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -183,13 +193,7 @@ def test_sigterm_while_runs_are_ending_leaves_a_driver_alive_and_a_clean_folder(
         project = make_project(root)
         grid = make_grid(seeds=tuple(range(6)), lrs=(0.01, 0.5), baseline={"sleep": 0.15})
         path = write_grid(project, grid)
-        proc = subprocess.Popen(
-            [cli, "execute", str(path), "--cmd", CMD, "--ray", "--jobs", "2"],
-            cwd=project,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_on_ray(cli, project, path, CMD)
         try:
             deadline = time.monotonic() + 120
             while len(list(project.glob("pid-*"))) < 3:  # a run or more has ended by now
@@ -204,10 +208,7 @@ def test_sigterm_while_runs_are_ending_leaves_a_driver_alive_and_a_clean_folder(
         assert proc.returncode in (0, 130), err
         assert "Check failed" not in err
         pids = [int(f.read_text()) for f in project.glob("pid-*") if f.read_text()]
-        deadline = time.monotonic() + 15
-        while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(gone(pid) for pid in pids), "a run's script outlived execute --ray"
+        assert all_gone(pids), "a run's script outlived execute --ray"
         recorded = [read_result(project / "runs", run.run_id) for run in grid.runs()]
         assert all(result is None or result.ok for result in recorded)
 

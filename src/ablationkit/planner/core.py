@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -443,19 +443,21 @@ def prepare_plan(
     # still reported
     reported = reported_ablations(paper_view) if mode == "reviewer" else []
     count = model.count_tokens
-    writes_metrics = not (hints.metrics and on_this_machine(model))
-    template_only = render_messages(
-        paper_view,
-        mode,
-        k,
-        paper_text="",
+    local = on_this_machine(model)
+    writes_metrics = not (hints.metrics and local)
+    # the same prompt around the paper, measured empty here and filled once the paper fits
+    prompt = partial(
+        render_messages,
+        mode=mode,
+        k=k,
         hints=hints.render(),
         prompt_file=config.prompt_file,
         reported=render_reported(reported),
         model_writes_metrics=writes_metrics,
     )
+    template_only = prompt(paper_view, paper_text="")
     template_tokens = sum(count(m["content"]) for m in template_only)
-    reply_tokens = config.reply_tokens_for(on_this_machine(model))
+    reply_tokens = config.reply_tokens_for(local)
     budget = window - template_tokens - config.budget.reserve - reply_tokens
     if budget < 500:
         raise AblationKitError(
@@ -476,16 +478,7 @@ def prepare_plan(
         if fitted.dropped:
             progress.stage(f"{why}: dropped " + " | ".join(fitted.dropped))
         paper_text = fitted.paper.to_markdown()
-    messages = render_messages(
-        fitted.paper,
-        mode,
-        k,
-        paper_text=paper_text,
-        hints=hints.render(),
-        prompt_file=config.prompt_file,
-        reported=render_reported(reported),
-        model_writes_metrics=writes_metrics,
-    )
+    messages = prompt(fitted.paper, paper_text=paper_text)
     prompt_tokens = fitted.tokens + template_tokens
     progress.stage(f"prompt: {prompt_tokens} tokens to {model.id}")
     return PlanRequest(

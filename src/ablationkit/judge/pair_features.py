@@ -88,7 +88,12 @@ def _stems(text: str) -> set[str]:
     "regularisation", "uniform" / "uniformly", "candidate" / "candidates", which the suffix
     rule alone turns into "candidate" / "candidat"). Leave-one-paper-out, 5, 6 or 7 letters
     give the same agreement (8: one match fewer)."""
-    return {(_SUFFIX.sub("", w) if len(w) > 4 else w)[:_STEM_LENGTH] for w in _words(text)}
+    return {_unsuffixed(w)[:_STEM_LENGTH] for w in _words(text)}
+
+
+def _unsuffixed(word: str) -> str:
+    """``word`` without a plural or verb ending; short words stay whole ("gas", "bus")."""
+    return _SUFFIX.sub("", word) if len(word) > 4 else word
 
 
 def _numbers(items: Sequence[str]) -> set[float]:
@@ -106,7 +111,7 @@ def keyed_values(items: Sequence[str]) -> set[tuple[str, float]]:
         text = item.lower()
         found.update((key, float(value)) for key, value in _ASSIGNED.findall(text))
         found.update(
-            (_SUFFIX.sub("", unit) if len(unit) > 4 else unit, float(value))
+            (_unsuffixed(unit), float(value))
             for value, unit in _WITH_UNIT.findall(text)
             if unit not in _STOPWORDS
         )
